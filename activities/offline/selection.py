@@ -1,0 +1,204 @@
+"""Deciding, from the profile, the plan and the feedback, which columns a model may use and how."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from activities.offline.feedback import (
+    CriticRequests,
+    HumanRequests,
+    parse_critic_feedback,
+    parse_human_feedback,
+)
+from activities.offline.names import name_words
+from activities.offline.target import infer_target, infer_task_type
+from workflows.models import ColumnProfile, DatasetProfile, Feedback, ResearchPlan, TaskType
+
+# Smallest class / largest class below which a classifier needs help with the minority...
+IMBALANCE_RATIO = 0.5
+# ...and below which ignoring that is an error rather than a warning.
+SEVERE_IMBALANCE_RATIO = 0.2
+# Columns missing in more than this share of rows carry too little to impute from.
+MAX_MISSING_SHARE = 0.95
+
+
+@dataclass(frozen=True)
+class Metric:
+    name: str  # the scikit-learn scorer name, also what metrics.json reports
+    label: str  # how people call it
+    why: str
+
+
+@dataclass
+class ColumnPlan:
+    """The columns of one model: the target, the features by kind, the rest with reasons."""
+
+    target: str
+    task_type: TaskType
+    numeric: list[str]
+    categorical: list[str]
+    excluded: dict[str, str]  # column -> why it is not a feature
+    human: HumanRequests = field(default_factory=HumanRequests)
+    critic: CriticRequests = field(default_factory=CriticRequests)
+    text_numeric: list[str] = field(default_factory=list)  # numbers stored as text
+
+    @property
+    def features(self) -> list[str]:
+        return self.numeric + self.categorical
+
+
+def imbalance_ratio(profile: DatasetProfile, target: str) -> float | None:
+    """Smallest over largest class count, or None when there is no class balance to judge.
+
+    The profile's balance describes its own target only, so another target has none.
+    """
+    if target != profile.target:
+        return None
+    counts = list((profile.class_balance or {}).values())
+    if len(counts) < 2 or max(counts) == 0:
+        return None
+    return min(counts) / max(counts)
+
+
+def is_imbalanced(profile: DatasetProfile, target: str) -> bool:
+    ratio = imbalance_ratio(profile, target)
+    return ratio is not None and ratio < IMBALANCE_RATIO
+
+
+def class_count(profile: DatasetProfile, target: str) -> int:
+    """How many classes the target has (its distinct values when the profile has no balance)."""
+    if target == profile.target and profile.class_balance:
+        return len(profile.class_balance)
+    column = profile.column(target)
+    return column.unique if column is not None else 0
+
+
+def choose_metric(task_type: TaskType, n_classes: int) -> Metric:
+    """One higher-is-better metric per task, so "score > baseline_score" always means better."""
+    if task_type == "regression":
+        return Metric("r2", "R²", "share of the target's variance explained; 0 is the mean")
+    if n_classes <= 2:
+        return Metric(
+            "roc_auc", "ROC AUC", "threshold-free, unaffected by the class balance; 0.5 is chance"
+        )
+    return Metric(
+        "f1_macro", "macro F1", "averages the classes equally, so small classes count as much"
+    )
+
+
+def leaky_by_name(column: str, target: str) -> bool:
+    """Whether a column's name contains the target's ("Churn Reason" for "Churn")."""
+    target_words = set(name_words(target))
+    if column == target or not target_words or len("".join(target_words)) < 4:
+        return False
+    return target_words <= set(name_words(column))
+
+
+def _reason_to_exclude(column: ColumnProfile, profile: DatasetProfile, target: str) -> str | None:
+    if column.name in profile.id_columns:
+        return "identifier: unique per row, carries no signal and invites memorising"
+    if column.kind == "datetime":
+        return "date/time: not used as a raw feature"
+    if column.kind == "text":
+        return f"free text / very high cardinality ({column.unique} distinct values)"
+    if profile.rows and column.missing > MAX_MISSING_SHARE * profile.rows:
+        return f"almost entirely missing ({column.missing} of {profile.rows} rows)"
+    if column.unique <= 1:
+        return "constant: a single value"
+    if leaky_by_name(column.name, target):
+        return f"name derived from the target {target!r}: likely leaks the outcome"
+    return None
+
+
+def _is_numeric_feature(column: ColumnProfile) -> bool:
+    # 0/1 columns stay numbers; yes/no and True/False columns are encoded as categories.
+    if column.kind == "numeric":
+        return True
+    return column.kind == "boolean" and column.dtype.lower().startswith(("int", "uint", "float"))
+
+
+def plan_columns(
+    profile: DatasetProfile,
+    plan: ResearchPlan | None = None,
+    feedback: Sequence[Feedback] = (),
+    goal: str = "",
+) -> ColumnPlan:
+    """The model's columns: the plan's choices, corrected by what people and the critic said."""
+    names = [c.name for c in profile.columns]
+    human = parse_human_feedback(feedback, profile)
+
+    if human.target is not None:
+        target = human.target
+    elif plan is not None and plan.target in names:
+        target = plan.target
+    else:
+        target = profile.target or infer_target(goal, profile.columns, profile.id_columns)
+    target_profile = profile.column(target)
+    assert target_profile is not None  # every branch above picks a real column
+    if plan is not None and plan.target == target:
+        task_type: TaskType = plan.task_type
+    elif profile.target == target and profile.task_type is not None:
+        task_type = profile.task_type
+    else:
+        task_type = infer_task_type(target_profile, goal)
+
+    critic = parse_critic_feedback(feedback, names, target)
+
+    excluded: dict[str, str] = {}
+    for column in profile.columns:
+        if column.name == target:
+            continue
+        reason = _reason_to_exclude(column, profile, target)
+        if reason is not None:
+            excluded[column.name] = reason
+    if plan is not None:
+        for name in plan.excluded_columns:
+            if name in names and name != target:
+                excluded.setdefault(name, "excluded by the research plan")
+    for name in critic.leakage_columns:
+        excluded.setdefault(name, "flagged by the critic as possible leakage")
+    for name in human.drop:
+        excluded[name] = "dropped at the reviewer's request"
+
+    # The plan's feature list wins when it names real columns; otherwise everything left over.
+    planned = [f for f in (plan.features if plan else []) if f in names]
+    candidates = planned or names
+    features = [n for n in candidates if n != target and n not in excluded]
+    by_name = {c.name: c for c in profile.columns}
+    numeric = [n for n in features if _is_numeric_feature(by_name[n])]
+    categorical = [n for n in features if not _is_numeric_feature(by_name[n])]
+    text_numeric = [
+        n
+        for n in numeric
+        if by_name[n].kind == "numeric"
+        and not by_name[n].dtype.lower().startswith(("int", "uint", "float"))
+    ]
+    return ColumnPlan(
+        target=target,
+        task_type=task_type,
+        numeric=numeric,
+        categorical=categorical,
+        excluded=excluded,
+        human=human,
+        critic=critic,
+        text_numeric=text_numeric,
+    )
+
+
+# Below this many rows a random forest is affordable and usually the stronger tree model;
+# above it, histogram gradient boosting trains in seconds where a forest would take minutes.
+SMALL_DATA_ROWS = 5_000
+SEED = 42
+TEST_SIZE = 0.2
+
+
+def model_names(task_type: TaskType, rows: int) -> tuple[str, str]:
+    """The two candidate models the training code compares: a linear one and a tree ensemble."""
+    linear = "logistic regression" if task_type == "classification" else "ridge regression"
+    trees = "random forest" if rows < SMALL_DATA_ROWS else "histogram gradient boosting"
+    return linear, trees
+
+
+def cv_folds(rows: int) -> int:
+    return 5 if rows <= 10_000 else 3

@@ -1,0 +1,281 @@
+"""Guessing which column the user wants predicted, and whether that is a classification."""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Sequence
+
+from activities.offline.names import name_words, normalize, text_words
+from workflows.models import ColumnProfile, TaskType
+
+# Words after which a goal stops naming the target and starts naming the inputs
+# ("predict churn *from* tenure and contract").
+_INPUT_MARKERS = {"using", "from", "based", "given", "with", "via", "by"}
+
+# Goal words that carry no hint about the target, so they never match a column on their own.
+_STOPWORDS = {
+    "a",
+    "an",
+    "the",
+    "of",
+    "to",
+    "for",
+    "and",
+    "or",
+    "in",
+    "on",
+    "is",
+    "are",
+    "be",
+    "will",
+    "build",
+    "create",
+    "train",
+    "make",
+    "develop",
+    "predict",
+    "prediction",
+    "predicting",
+    "forecast",
+    "estimate",
+    "classify",
+    "classifier",
+    "classification",
+    "regression",
+    "model",
+    "data",
+    "dataset",
+    "column",
+    "value",
+    "mean",
+    "number",
+    "customer",
+    "user",
+    "which",
+    "what",
+    "whether",
+    "who",
+    "how",
+    "much",
+    "many",
+    "it",
+    "that",
+    "this",
+    "my",
+    "our",
+    "their",
+    "per",
+}
+
+# Concepts a goal may name in other words than the column does: (goal words, column names).
+# Goal words of five letters or more also match as prefixes ("churn" -> "churned").
+_CONCEPTS: list[tuple[set[str], set[str]]] = [
+    (
+        {
+            "churn",
+            "attrition",
+            "leave",
+            "left",
+            "cancel",
+            "cancellation",
+            "retention",
+            "retain",
+            "exit",
+            "quit",
+            "defect",
+            "unsubscribe",
+            "stay",
+        },
+        {
+            "churn",
+            "churned",
+            "ischurn",
+            "churnflag",
+            "exited",
+            "exit",
+            "attrition",
+            "left",
+            "hasleft",
+            "cancelled",
+            "canceled",
+            "retained",
+            "leave",
+            "stayed",
+        },
+    ),
+    (
+        {"price", "cost", "valuation", "worth", "sale", "house", "housing", "home"},
+        {
+            "price",
+            "saleprice",
+            "salesprice",
+            "medhouseval",
+            "medianhousevalue",
+            "housevalue",
+            "value",
+            "cost",
+            "listprice",
+            "amount",
+        },
+    ),
+    (
+        {"default", "repay", "repayment", "delinquency", "credit", "loan"},
+        {
+            "default",
+            "defaulted",
+            "isdefault",
+            "loanstatus",
+            "defaultpaymentnextmonth",
+            "badloan",
+            "delinquent",
+            "seriousdlqin2yrs",
+        },
+    ),
+    ({"fraud", "fraudulent"}, {"fraud", "isfraud", "fraudulent", "class", "label"}),
+    (
+        {"survive", "survival", "survived", "die", "death"},
+        {"survived", "survival", "died", "death", "dead", "status"},
+    ),
+    (
+        {"diagnosis", "disease", "malignant", "benign", "cancer", "tumor", "tumour", "diabete"},
+        {"diagnosis", "malignant", "outcome", "disease", "hasdisease", "target", "class"},
+    ),
+    ({"species", "flower", "iris", "variety"}, {"species", "variety", "class"}),
+    ({"income", "salary", "wage", "earning"}, {"income", "salary", "wage", "earnings"}),
+    (
+        {"sale", "revenue", "demand", "sold"},
+        {"sales", "revenue", "demand", "unitssold", "quantity", "count"},
+    ),
+    ({"quality", "rating", "grade", "score"}, {"quality", "rating", "grade", "score"}),
+    ({"progression"}, {"progression", "target"}),
+    ({"spam"}, {"spam", "isspam", "label", "class"}),
+    (
+        {"click", "convert", "conversion", "purchase", "buy"},
+        {"clicked", "click", "converted", "conversion", "purchased", "purchase"},
+    ),
+    ({"sentiment", "polarity"}, {"sentiment", "polarity", "label"}),
+]
+
+# Names data sets conventionally give their target; the fallback before "the last column".
+GENERIC_TARGET_NAMES = {"target", "label", "labels", "y", "class", "outcome", "response"}
+
+# Goal words that settle a numeric target with few distinct values as a regression.
+_REGRESSION_HINTS = {
+    "regression",
+    "price",
+    "cost",
+    "amount",
+    "revenue",
+    "sale",
+    "income",
+    "salary",
+    "value",
+    "how much",
+    "how many",
+    "continuous",
+}
+_CLASSIFICATION_HINTS = {"classify", "classification", "classifier", "whether", "category"}
+
+MAX_CLASSES_FOR_INTEGER_TARGET = 20
+
+
+def _goal_parts(goal: str) -> tuple[list[str], list[str]]:
+    """The goal's words naming the target (before "using", "from", ...) and the rest."""
+    words = text_words(goal)
+    for i, word in enumerate(words):
+        if word in _INPUT_MARKERS and i > 0:
+            return words[:i], words[i:]
+    return words, []
+
+
+def _phrases(words: Sequence[str], longest: int = 4) -> set[str]:
+    """Runs of up to `longest` consecutive words, glued: "house value" -> "housevalue".
+
+    Runs made only of filler words ("a", "the model") are left out, or a goal like "fit a
+    model" would name a column called "a".
+    """
+    out: set[str] = set()
+    for size in range(1, longest + 1):
+        for start in range(len(words) - size + 1):
+            run = words[start : start + size]
+            if any(w not in _STOPWORDS for w in run):
+                out.add("".join(run))
+    return out
+
+
+def _triggered(trigger: str, words: Collection[str]) -> bool:
+    if len(trigger) >= 5:
+        return any(w.startswith(trigger) for w in words)
+    return trigger in words
+
+
+def _score(column: str, focus: list[str], rest: list[str]) -> float:
+    """How strongly the goal points at `column`; 0 when it does not at all."""
+    norm = normalize(column)
+    stemmed_norm = "".join(name_words(column))
+    words = set(name_words(column))
+    score = 0.0
+    # The goal names the column outright ("predict Churn", "predict median house value").
+    if norm in _phrases(focus) or stemmed_norm in _phrases(focus):
+        score = max(score, 100.0)
+    elif norm in _phrases(rest) or stemmed_norm in _phrases(rest):
+        score = max(score, 10.0)
+    # The goal names the concept in other words ("customers who leave" -> Exited).
+    for triggers, names in _CONCEPTS:
+        if any(_triggered(t, focus) for t in triggers):
+            if norm in names or stemmed_norm in names:
+                score = max(score, 80.0)
+            elif words & names:
+                score = max(score, 50.0)
+    if norm in GENERIC_TARGET_NAMES:
+        score = max(score, 25.0)
+    # Partial overlap ("predict house prices" vs "SalePrice") counts, but less than a
+    # conventional target name, because feature names often share words with the goal.
+    overlap = (words & set(focus)) - _STOPWORDS
+    if overlap:
+        score = max(score, 20.0 * len(overlap) / max(len(words), 1))
+    return score
+
+
+def infer_target(goal: str, columns: Sequence[ColumnProfile], id_columns: Collection[str]) -> str:
+    """The column the goal most plausibly asks to predict; the last non-id column otherwise."""
+    if not columns:
+        raise ValueError("a dataset without columns has no target")
+    candidates = [c for c in columns if c.name not in id_columns] or list(columns)
+    focus, rest = _goal_parts(goal)
+    best_score, best_name = 0.0, candidates[-1].name
+    # Ties go to the later column: data sets usually put the target last.
+    for col in candidates:
+        score = _score(col.name, focus, rest)
+        if score > 0 and score >= best_score:
+            best_score, best_name = score, col.name
+    return best_name
+
+
+def _looks_integer(column: ColumnProfile) -> bool:
+    if column.dtype.lower().startswith(("int", "uint")):
+        return True
+    try:
+        samples = column.sample_values
+        return bool(samples) and all(float(v).is_integer() for v in samples)
+    except ValueError:
+        return False
+
+
+def infer_task_type(
+    column: ColumnProfile, goal: str = "", integer_valued: bool | None = None
+) -> TaskType:
+    """Classification for labels and small sets of whole numbers, regression for quantities."""
+    if column.kind != "numeric":
+        return "classification"
+    goal_text = goal.lower()
+    goal_words = set(text_words(goal))
+    wants_regression = any(
+        h in goal_words or (" " in h and h in goal_text) for h in _REGRESSION_HINTS
+    )
+    wants_classes = bool(goal_words & _CLASSIFICATION_HINTS)
+    whole = _looks_integer(column) if integer_valued is None else integer_valued
+    if whole and column.unique <= MAX_CLASSES_FOR_INTEGER_TARGET:
+        return "regression" if wants_regression and not wants_classes else "classification"
+    if whole and wants_classes and column.unique <= 50:
+        return "classification"
+    return "regression"

@@ -1,0 +1,265 @@
+"""Translates run operations into Temporal start, query, signal, cancel and list calls.
+
+The API keeps no state of its own: everything it answers comes from Temporal, so any number
+of replicas can serve behind a load balancer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import hashlib
+import secrets
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import timedelta
+
+from temporalio.api.workflowservice.v1 import GetSystemInfoRequest
+from temporalio.client import (
+    Client,
+    WorkflowExecution,
+    WorkflowHandle,
+    WorkflowQueryFailedError,
+    WorkflowQueryRejectedError,
+)
+from temporalio.client import (
+    WorkflowExecutionStatus as ExecutionStatus,
+)
+from temporalio.common import TypedSearchAttributes, WorkflowIDConflictPolicy, WorkflowIDReusePolicy
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.service import RPCError, RPCStatusCode
+
+from api.errors import RunNotFound, TemporalUnavailable, WrongRunState
+from api.schemas import RunList, RunSummary
+from settings import Settings
+from workflows.contract import (
+    CURRENT_STEP_ATTRIBUTE,
+    QUERY_STATE,
+    RUN_STATUS_ATTRIBUTE,
+    SIGNAL_APPROVE,
+    SIGNAL_REJECT,
+    WORKFLOW_TYPE,
+)
+from workflows.models import RunInput, RunOptions, RunState, RunStatus, Step
+
+# How long a query waits for a worker before the API says none is answering.
+QUERY_TIMEOUT = timedelta(seconds=10)
+
+# What Temporal says of a closed run when the run itself could not record it (e.g. terminated).
+_CLOSED_STATUS = {
+    ExecutionStatus.COMPLETED: RunStatus.COMPLETED,
+    ExecutionStatus.FAILED: RunStatus.FAILED,
+    ExecutionStatus.CANCELED: RunStatus.CANCELLED,
+    ExecutionStatus.TERMINATED: RunStatus.CANCELLED,
+    ExecutionStatus.TIMED_OUT: RunStatus.TIMED_OUT,
+}
+
+
+def new_workflow_id() -> str:
+    return f"wf-{secrets.token_hex(6)}"
+
+
+def workflow_id_for_key(idempotency_key: str) -> str:
+    """The same Idempotency-Key always names the same run."""
+    return f"wf-{hashlib.sha256(idempotency_key.encode()).hexdigest()[:16]}"
+
+
+class TemporalGateway:
+    """Connects to Temporal on first use, so the API starts (and reports 503) while it is down."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._client: Client | None = None
+        self._lock = asyncio.Lock()
+
+    async def client(self) -> Client:
+        async with self._lock:
+            if self._client is None:
+                try:
+                    self._client = await Client.connect(
+                        self.settings.temporal_address,
+                        namespace=self.settings.temporal_namespace,
+                        data_converter=pydantic_data_converter,
+                    )
+                except RuntimeError as err:
+                    raise TemporalUnavailable(
+                        f"Cannot reach Temporal at {self.settings.temporal_address}: {err}. "
+                        "Start it (make dev) or set TEMPORAL_ADDRESS."
+                    ) from err
+            return self._client
+
+
+@asynccontextmanager
+async def temporal_errors(workflow_id: str | None = None) -> AsyncIterator[None]:
+    """Map Temporal's errors to the API's, naming the run where there is one."""
+    try:
+        yield
+    except RPCError as err:
+        if err.status == RPCStatusCode.NOT_FOUND and workflow_id:
+            raise RunNotFound(f"No run with id {workflow_id!r}.") from err
+        if err.status in (RPCStatusCode.UNAVAILABLE, RPCStatusCode.DEADLINE_EXCEEDED):
+            raise TemporalUnavailable(
+                "Temporal did not answer in time"
+                + (f" for run {workflow_id!r}" if workflow_id else "")
+                + ": is the server up and a worker (python worker.py) running?"
+            ) from err
+        raise
+
+
+class RunService:
+    def __init__(self, gateway: TemporalGateway) -> None:
+        self.gateway = gateway
+        self.settings = gateway.settings
+
+    async def _handle(self, workflow_id: str) -> WorkflowHandle[object, RunState]:
+        client = await self.gateway.client()
+        return client.get_workflow_handle(workflow_id, result_type=RunState)
+
+    async def start(self, user_goal: str, dataset_url: str, workflow_id: str) -> RunSummary | None:
+        """Start a run, or find the one already started under this id.
+
+        Returns the existing run's summary when the id was used before, None for a new run.
+        """
+        client = await self.gateway.client()
+        options = RunOptions(
+            approval_timeout_seconds=self.settings.approval_timeout_seconds,
+            max_rejections=self.settings.max_rejections,
+            max_critic_rounds=self.settings.max_critic_rounds,
+        )
+        async with temporal_errors(workflow_id):
+            existing = await self._describe_or_none(client, workflow_id)
+            if existing is not None:
+                memo = await existing.memo()
+                if memo.get("user_goal") != user_goal or memo.get("dataset_url") != dataset_url:
+                    raise WrongRunState(
+                        f"Run {workflow_id!r} already exists with a different goal or dataset; "
+                        "choose another workflow_id or Idempotency-Key."
+                    )
+                return await _summary(existing)
+            await client.start_workflow(
+                WORKFLOW_TYPE,
+                RunInput(user_goal=user_goal, dataset_url=dataset_url, options=options),
+                id=workflow_id,
+                task_queue=self.settings.temporal_task_queue,
+                # A retried start (same id) joins the run instead of starting a second one.
+                id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+                id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+                memo={"user_goal": user_goal, "dataset_url": dataset_url},
+                search_attributes=TypedSearchAttributes(
+                    [
+                        RUN_STATUS_ATTRIBUTE.value_set(RunStatus.STARTED.value),
+                        CURRENT_STEP_ATTRIBUTE.value_set(Step.RESEARCH.value),
+                    ]
+                ),
+                static_summary=f"{user_goal[:200]}",
+            )
+        return None
+
+    @staticmethod
+    async def _describe_or_none(client: Client, workflow_id: str) -> WorkflowExecution | None:
+        try:
+            return await client.get_workflow_handle(workflow_id).describe()
+        except RPCError as err:
+            if err.status == RPCStatusCode.NOT_FOUND:
+                return None
+            raise
+
+    async def state(self, workflow_id: str) -> RunState:
+        handle = await self._handle(workflow_id)
+        async with temporal_errors(workflow_id):
+            try:
+                return await handle.query(
+                    QUERY_STATE, result_type=RunState, rpc_timeout=QUERY_TIMEOUT
+                )
+            except (WorkflowQueryFailedError, WorkflowQueryRejectedError) as err:
+                # Another workflow type under this id, or a run that never got going.
+                raise RunNotFound(
+                    f"{workflow_id!r} is not a data-science run this service can read: {err}"
+                ) from err
+
+    async def approve(self, workflow_id: str) -> RunState:
+        return await self._decide(workflow_id, SIGNAL_APPROVE, None)
+
+    async def reject(self, workflow_id: str, feedback: str | None) -> RunState:
+        return await self._decide(workflow_id, SIGNAL_REJECT, {"feedback": feedback})
+
+    async def _decide(self, workflow_id: str, signal: str, payload: object) -> RunState:
+        state = await self.state(workflow_id)
+        if state.status != RunStatus.AWAITING_APPROVAL:
+            raise WrongRunState(
+                f"Run {workflow_id!r} is {state.status.value} at {state.current_step.value}, "
+                f"not awaiting approval; nothing to {signal}."
+            )
+        handle = await self._handle(workflow_id)
+        async with temporal_errors(workflow_id):
+            if payload is None:
+                await handle.signal(signal)
+            else:
+                await handle.signal(signal, payload)
+        return state
+
+    async def cancel(self, workflow_id: str) -> None:
+        handle = await self._handle(workflow_id)
+        async with temporal_errors(workflow_id):
+            description = await handle.describe()
+            if description.status != ExecutionStatus.RUNNING:
+                status = _CLOSED_STATUS.get(description.status, RunStatus.FAILED)  # type: ignore[arg-type]
+                raise WrongRunState(
+                    f"Run {workflow_id!r} has already ended ({status.value}); nothing to cancel."
+                )
+            await handle.cancel()
+
+    async def list_runs(
+        self, status: RunStatus | None, limit: int, page_token: str | None
+    ) -> RunList:
+        client = await self.gateway.client()
+        query = f"WorkflowType = '{WORKFLOW_TYPE}'"
+        if status is not None:
+            query += f" AND {RUN_STATUS_ATTRIBUTE.name} = '{status.value}'"
+        token = _decode_page_token(page_token)
+        async with temporal_errors():
+            iterator = client.list_workflows(query, page_size=limit, next_page_token=token)
+            await iterator.fetch_next_page()
+            page = list(iterator.current_page or [])
+            summaries = await asyncio.gather(*(_summary(execution) for execution in page))
+        next_token = iterator.next_page_token
+        return RunList(
+            workflows=list(summaries),
+            count=len(summaries),
+            next_page_token=base64.urlsafe_b64encode(next_token).decode() if next_token else None,
+        )
+
+    async def check_health(self) -> None:
+        client = await self.gateway.client()
+        await client.workflow_service.get_system_info(
+            GetSystemInfoRequest(), timeout=timedelta(seconds=3)
+        )
+
+
+def _decode_page_token(token: str | None) -> bytes | None:
+    if not token:
+        return None
+    try:
+        return base64.urlsafe_b64decode(token.encode())
+    except (binascii.Error, ValueError) as err:
+        raise WrongRunState("page_token is not one this API returned.") from err
+
+
+async def _summary(execution: WorkflowExecution) -> RunSummary:
+    attributes = execution.typed_search_attributes
+    recorded = attributes.get(RUN_STATUS_ATTRIBUTE)
+    status = RunStatus(recorded) if recorded in RunStatus._value2member_map_ else RunStatus.STARTED
+    if execution.status not in (None, ExecutionStatus.RUNNING) and not status.is_final:
+        # The run was closed from outside (terminated, timed out) before it could say so itself.
+        status = _CLOSED_STATUS.get(execution.status, RunStatus.FAILED)
+    step = attributes.get(CURRENT_STEP_ATTRIBUTE)
+    memo = await execution.memo()
+    return RunSummary(
+        workflow_id=execution.id,
+        status=status,
+        current_step=Step(step) if step in Step._value2member_map_ else None,
+        user_goal=memo.get("user_goal"),
+        started_at=execution.start_time,
+        closed_at=execution.close_time,
+    )

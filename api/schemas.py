@@ -1,0 +1,64 @@
+"""Request and response bodies of the REST API, as the OpenAPI docs show them."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from pydantic import BaseModel, Field
+
+from workflows.models import RunStatus, Step
+
+WORKFLOW_ID_PATTERN = r"^wf-[A-Za-z0-9_-]{3,64}$"
+
+
+class StartRequest(BaseModel):
+    user_goal: str = Field(min_length=1, max_length=4000, examples=["Build a customer churn model"])
+    dataset_url: str = Field(
+        min_length=1, max_length=2048, examples=["https://example.com/churn.csv"]
+    )
+    workflow_id: str | None = Field(
+        default=None,
+        pattern=WORKFLOW_ID_PATTERN,
+        description="Optional client-chosen id; starting twice with it returns the same run.",
+    )
+
+
+class StartResponse(BaseModel):
+    workflow_id: str
+    status: RunStatus
+    message: str
+
+
+class RejectRequest(BaseModel):
+    feedback: str | None = Field(default=None, max_length=4000)
+
+
+class ActionResponse(BaseModel):
+    workflow_id: str
+    status: str
+    message: str
+
+
+class RunSummary(BaseModel):
+    workflow_id: str
+    status: RunStatus
+    current_step: Step | None
+    user_goal: str | None
+    started_at: datetime | None
+    closed_at: datetime | None
+
+
+class RunList(BaseModel):
+    workflows: list[RunSummary]
+    count: int
+    next_page_token: str | None = Field(
+        description="Pass as `page_token` to get the next page; null on the last page."
+    )
+
+
+class Health(BaseModel):
+    status: str
+    temporal: str
+    namespace: str
+    task_queue: str
+    detail: str | None = None

@@ -1,0 +1,48 @@
+"""Structured JSON logs with the spec's fields: timestamp, level, logger, message, workflow_id."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from datetime import UTC, datetime
+
+# Attributes every LogRecord has; anything else passed through `extra=` is a field of the line.
+_STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime", "taskName"}
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        line: dict[str, object] = {
+            "timestamp": datetime.fromtimestamp(record.created, UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        for key, value in vars(record).items():
+            if key not in _STANDARD and not key.startswith("_"):
+                line[key] = value
+        # Temporal's loggers attach the run's identity as `temporal_workflow` / `temporal_activity`.
+        for context_key in ("temporal_workflow", "temporal_activity"):
+            context = line.pop(context_key, None)
+            if isinstance(context, dict) and "workflow_id" in context:
+                line.setdefault("workflow_id", context["workflow_id"])
+                for extra_key in ("activity_type", "attempt", "workflow_type"):
+                    if extra_key in context:
+                        line.setdefault(extra_key, context[extra_key])
+        if record.exc_info:
+            line["exception"] = self.formatException(record.exc_info)
+        return json.dumps(line, default=str)
+
+
+def configure_logging(level: str = "INFO") -> None:
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(JsonFormatter())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+    # uvicorn installs its own handlers; route its lines through ours instead.
+    for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
+        logger = logging.getLogger(name)
+        logger.handlers[:] = []
+        logger.propagate = True

@@ -1,0 +1,90 @@
+"""Names that the workflow, the activities, the API and operators' CLI commands must agree on."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from enum import StrEnum
+
+from temporalio.common import RetryPolicy, SearchAttributeKey
+
+WORKFLOW_TYPE = "DataScienceRun"
+
+# Signals and queries an operator can use by hand with the `temporal` CLI.
+SIGNAL_APPROVE = "approve"
+SIGNAL_REJECT = "reject"
+QUERY_STATUS = "status"
+QUERY_STATE = "state"
+
+# Visibility: registered on the dev server at start (see devserver.py) and on clusters by
+# `temporal operator search-attribute create`.
+RUN_STATUS_ATTRIBUTE = SearchAttributeKey.for_keyword("RunStatus")
+CURRENT_STEP_ATTRIBUTE = SearchAttributeKey.for_keyword("CurrentStep")
+SEARCH_ATTRIBUTES = (RUN_STATUS_ATTRIBUTE, CURRENT_STEP_ATTRIBUTE)
+
+
+class ActivityName(StrEnum):
+    FETCH_DATASET = "fetch_dataset"
+    RESEARCH = "research_agent"
+    DATA_ENGINEERING = "data_engineering_agent"
+    EXECUTE_EDA = "execute_eda"
+    ML = "ml_agent"
+    TRAIN_MODEL = "train_model"
+    CRITIC = "critic_agent"
+
+
+class ErrorType(StrEnum):
+    """ApplicationError types raised by activities; retrying cannot fix the non-retryable ones."""
+
+    # Dataset intake.
+    DATASET_NOT_FOUND = "DatasetNotFound"
+    DATASET_TOO_LARGE = "DatasetTooLarge"
+    DATASET_NOT_CSV = "DatasetNotCsv"
+    DATASET_EMPTY = "DatasetEmpty"
+    DATASET_UNREADABLE = "DatasetUnreadable"
+    DATASET_NOT_ALLOWED = "DatasetNotAllowed"
+    DATASET_UNREACHABLE = "DatasetUnreachable"  # retryable
+    DATASET_TIMEOUT = "DatasetTimeout"  # retryable
+    # Agents.
+    LLM_CONFIGURATION = "LlmConfigurationError"
+    LLM_REQUEST_REFUSED = "LlmRequestRefused"
+    INVALID_MODEL_OUTPUT = "InvalidModelOutput"
+    LLM_TRANSIENT = "LlmTransientError"  # retryable
+    AGENT_INPUT = "AgentInputError"
+    # Execution.
+    EXECUTION_LIMIT = "ExecutionLimitExceeded"
+    EXECUTOR_REJECTED = "ExecutorRejected"
+    EXECUTOR_UNAVAILABLE = "ExecutorUnavailable"  # retryable
+
+
+_RETRYABLE = {
+    ErrorType.DATASET_UNREACHABLE,
+    ErrorType.DATASET_TIMEOUT,
+    ErrorType.LLM_TRANSIENT,
+    ErrorType.EXECUTOR_UNAVAILABLE,
+}
+NON_RETRYABLE_ERRORS = [e.value for e in ErrorType if e not in _RETRYABLE]
+
+
+def retry_policy(maximum_attempts: int) -> RetryPolicy:
+    return RetryPolicy(
+        initial_interval=timedelta(seconds=1),
+        backoff_coefficient=2.0,
+        maximum_interval=timedelta(minutes=1),
+        maximum_attempts=maximum_attempts,
+        non_retryable_error_types=NON_RETRYABLE_ERRORS,
+    )
+
+
+# Per activity: (start-to-close timeout, heartbeat timeout or None, maximum attempts).
+# An agent call may make 1 + LLM_MAX_VALIDATION_RETRIES model requests, hence 10 minutes.
+# Executions carry their own wall-clock limit in the sandbox; Temporal's timeout is the backstop,
+# and the heartbeat timeout is what notices a worker that died mid-step.
+ACTIVITY_TIMEOUTS: dict[ActivityName, tuple[timedelta, timedelta | None, int]] = {
+    ActivityName.FETCH_DATASET: (timedelta(minutes=10), timedelta(seconds=30), 5),
+    ActivityName.RESEARCH: (timedelta(minutes=10), None, 5),
+    ActivityName.DATA_ENGINEERING: (timedelta(minutes=10), None, 5),
+    ActivityName.ML: (timedelta(minutes=10), None, 5),
+    ActivityName.CRITIC: (timedelta(minutes=10), None, 5),
+    ActivityName.EXECUTE_EDA: (timedelta(hours=2), timedelta(seconds=30), 3),
+    ActivityName.TRAIN_MODEL: (timedelta(hours=4), timedelta(seconds=30), 3),
+}

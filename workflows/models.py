@@ -1,0 +1,326 @@
+"""Data shapes shared by the workflow, the activities and the API: one definition of each.
+
+Everything here crosses Temporal's payload boundary through the pydantic data converter, so
+it stays small: generated code (bounded) and summaries travel, files travel as references.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+# Generated code is kept in the run's state so the spec's `code_context` shows it; this bound
+# keeps one version far below Temporal's 2 MB payload limit.
+MAX_CODE_CHARS = 100_000
+
+
+class RunStatus(StrEnum):
+    STARTED = "started"
+    RUNNING = "running"
+    AWAITING_APPROVAL = "awaiting_approval"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    TIMED_OUT = "timed_out"
+
+    @property
+    def is_final(self) -> bool:
+        return self in FINAL_STATUSES
+
+
+FINAL_STATUSES = frozenset(
+    {RunStatus.COMPLETED, RunStatus.FAILED, RunStatus.CANCELLED, RunStatus.TIMED_OUT}
+)
+
+
+class Step(StrEnum):
+    """The run's steps, named as the spec names its graph nodes."""
+
+    RESEARCH = "research_agent"
+    DATA_ENGINEERING = "data_engineering_agent"
+    HUMAN_APPROVAL = "human_approval"
+    BROWSER_AGENT = "browser_agent"  # executes the approved EDA code
+    ML = "ml_agent"
+    ML_WORKER = "ml_worker"  # runs the training code
+    CRITIC = "critic_agent"
+    COMPLETE = "complete"
+
+
+class HumanApproval(StrEnum):
+    PENDING = "PENDING"
+    APPROVED = "APPROVED"
+    REJECTED = "REJECTED"
+
+
+TaskType = Literal["classification", "regression"]
+
+
+# --- Inputs -----------------------------------------------------------------------------------
+
+
+class RunOptions(BaseModel):
+    """Per-run limits; defaults come from settings when the API starts the run."""
+
+    approval_timeout_seconds: float = Field(default=7 * 24 * 3600, gt=0)
+    max_rejections: int = Field(default=5, ge=0)
+    max_critic_rounds: int = Field(default=2, ge=0)
+
+
+class RunInput(BaseModel):
+    user_goal: str
+    dataset_url: str
+    options: RunOptions = Field(default_factory=RunOptions)
+
+
+# --- Dataset ----------------------------------------------------------------------------------
+
+
+class ColumnProfile(BaseModel):
+    name: str
+    kind: Literal["numeric", "categorical", "boolean", "datetime", "text"]
+    dtype: str
+    missing: int = 0
+    unique: int = 0
+    sample_values: list[str] = Field(default_factory=list)
+    mean: float | None = None
+    std: float | None = None
+    min: float | None = None
+    max: float | None = None
+
+
+class DatasetProfile(BaseModel):
+    rows: int
+    columns: list[ColumnProfile]
+    sampled: bool = False  # True when only the first rows of a large file were read
+    target: str | None = None
+    task_type: TaskType | None = None
+    id_columns: list[str] = Field(default_factory=list)
+    class_balance: dict[str, int] | None = None
+
+    def column(self, name: str) -> ColumnProfile | None:
+        return next((c for c in self.columns if c.name == name), None)
+
+
+class DatasetInfo(BaseModel):
+    source_url: str
+    file_path: str  # where the worker stored the file; the data never enters history
+    size_bytes: int
+    sha256: str
+    profile: DatasetProfile
+
+
+# --- Agent results ----------------------------------------------------------------------------
+
+
+class LlmUsage(BaseModel):
+    """Who answered one agent call and what it cost."""
+
+    provider: str
+    model: str
+    input_tokens: int = 0
+    output_tokens: int = 0
+    latency_ms: float = 0.0
+    cost_usd: float | None = None
+
+
+class UsageTotals(BaseModel):
+    calls: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cost_usd: float = 0.0
+
+    def add(self, usage: LlmUsage) -> UsageTotals:
+        return UsageTotals(
+            calls=self.calls + 1,
+            input_tokens=self.input_tokens + usage.input_tokens,
+            output_tokens=self.output_tokens + usage.output_tokens,
+            cost_usd=round(self.cost_usd + (usage.cost_usd or 0.0), 6),
+        )
+
+
+class ResearchPlan(BaseModel):
+    steps: list[str] = Field(min_length=1)
+    target: str
+    task_type: TaskType
+    features: list[str] = Field(default_factory=list)
+    excluded_columns: list[str] = Field(default_factory=list)
+    rationale: str = ""
+
+
+class GeneratedCode(BaseModel):
+    code: str = Field(max_length=MAX_CODE_CHARS)
+    summary: str = ""
+    version: int = 1
+
+
+class Finding(BaseModel):
+    severity: Literal["info", "warning", "error"]
+    category: str
+    message: str
+
+
+class Review(BaseModel):
+    verdict: Literal["accept", "revise"]
+    summary: str
+    findings: list[Finding] = Field(default_factory=list)
+
+
+class ResearchOutcome(BaseModel):
+    plan: ResearchPlan
+    usage: LlmUsage
+
+
+class CodeOutcome(BaseModel):
+    code: GeneratedCode
+    usage: LlmUsage
+
+
+class ReviewOutcome(BaseModel):
+    review: Review
+    usage: LlmUsage
+
+
+class Feedback(BaseModel):
+    source: Literal["human", "critic"]
+    text: str
+    step: Step
+    at: datetime
+
+
+class AgentContext(BaseModel):
+    """What an agent activity sees of the run: the state minus bookkeeping."""
+
+    workflow_id: str
+    user_goal: str
+    dataset: DatasetInfo
+    plan: ResearchPlan | None = None
+    feedback: list[Feedback] = Field(default_factory=list)
+    eda_code: GeneratedCode | None = None
+    eda_result: ExecutionResult | None = None
+    training_code: GeneratedCode | None = None
+    training_result: ExecutionResult | None = None
+    version: int = 1
+
+
+# --- Execution --------------------------------------------------------------------------------
+
+
+class ArtifactRef(BaseModel):
+    """A file in the artifact store, addressed by run, step and name."""
+
+    name: str  # path relative to the run's folder, e.g. "ml_worker/v1/model.joblib"
+    size_bytes: int
+    content_type: str
+
+
+class ExecutionRequest(BaseModel):
+    workflow_id: str
+    step: Step
+    version: int
+    code: str = Field(max_length=MAX_CODE_CHARS)
+    dataset_path: str
+
+
+class ExecutionResult(BaseModel):
+    backend: str  # "local" or the remote service's URL
+    exit_code: int
+    duration_seconds: float
+    stdout_tail: str = ""  # the last few KB; the whole output is an artifact
+    stderr_tail: str = ""
+    metrics: dict[str, float | str] | None = None
+    artifacts: list[ArtifactRef] = Field(default_factory=list)
+
+    @property
+    def succeeded(self) -> bool:
+        return self.exit_code == 0
+
+
+class DatasetRequest(BaseModel):
+    workflow_id: str
+    dataset_url: str
+    user_goal: str = ""
+
+
+AgentContext.model_rebuild()
+
+
+# --- State ------------------------------------------------------------------------------------
+
+
+class Message(BaseModel):
+    role: Literal["system", "agent", "human"]
+    step: Step
+    content: str
+    at: datetime
+
+
+class CodeContext(BaseModel):
+    eda_code: GeneratedCode | None = None
+    eda_result: ExecutionResult | None = None
+    training_code: GeneratedCode | None = None
+    training_result: ExecutionResult | None = None
+
+
+class RunState(BaseModel):
+    """The spec's AgentState plus what a durable run needs to be operated."""
+
+    workflow_id: str
+    user_goal: str
+    dataset_url: str
+    messages: list[Message] = Field(default_factory=list)
+    dataset_info: DatasetInfo | None = None
+    research_plan: list[str] = Field(default_factory=list)
+    plan: ResearchPlan | None = None
+    code_context: CodeContext = Field(default_factory=CodeContext)
+    review_feedback: list[Feedback] = Field(default_factory=list)
+    review: Review | None = None
+    human_approval: HumanApproval = HumanApproval.PENDING
+    next_step: Step | None = Step.RESEARCH
+    current_step: Step = Step.RESEARCH
+    status: RunStatus = RunStatus.STARTED
+    rejection_count: int = 0
+    critic_rounds: int = 0
+    created_at: datetime
+    updated_at: datetime
+    completed_at: datetime | None = None
+    last_error: str | None = None
+    usage: list[LlmUsage] = Field(default_factory=list)
+    usage_totals: UsageTotals = Field(default_factory=UsageTotals)
+
+    def status_view(self) -> RunStatusView:
+        return RunStatusView(
+            workflow_id=self.workflow_id,
+            status=self.status,
+            current_step=self.current_step,
+            user_goal=self.user_goal,
+            research_plan_steps=len(self.research_plan),
+            feedback_count=len(self.review_feedback),
+            human_approval=self.human_approval,
+            rejection_count=self.rejection_count,
+            last_error=self.last_error,
+            created_at=self.created_at,
+            updated_at=self.updated_at,
+        )
+
+
+class RunStatusView(BaseModel):
+    """The spec's status document, plus the fields an operator needs to act on it."""
+
+    workflow_id: str
+    status: RunStatus
+    current_step: Step
+    user_goal: str
+    research_plan_steps: int
+    feedback_count: int
+    human_approval: HumanApproval
+    rejection_count: int = 0
+    last_error: str | None = None
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+
+
+class RejectInput(BaseModel):
+    feedback: str | None = None
