@@ -9,7 +9,6 @@ import hashlib
 import io
 import json
 import os
-import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -22,10 +21,10 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.artifacts import ArtifactStore, is_valid_workflow_id
-from activities.executors import heartbeat, heartbeat_interval, run_with_heartbeats
+from activities.executors import run_with_heartbeats
 from activities.offline.profiling import profile_csv
 from settings import Settings
-from workflows.contract import ErrorType
+from workflows.contract import ActivityName, ErrorType
 from workflows.models import DatasetInfo, DatasetProfile, DatasetRequest
 
 DATASET_FILE = "dataset.csv"
@@ -88,7 +87,7 @@ class DatasetActivities:
         self.store = store
         self.profiler = profiler
 
-    @activity.defn(name="fetch_dataset")
+    @activity.defn(name=ActivityName.FETCH_DATASET)
     async def fetch_dataset(self, request: DatasetRequest) -> DatasetInfo:
         if not is_valid_workflow_id(request.workflow_id):
             raise dataset_error(
@@ -96,12 +95,16 @@ class DatasetActivities:
             )
         # Absolute, because the path travels to other processes (the ML Worker, the sandbox).
         destination = (self.settings.datasets_dir / request.workflow_id / DATASET_FILE).absolute()
-        stored = await store_dataset(
-            request.dataset_url,
-            destination,
-            max_bytes=self.settings.max_dataset_bytes,
-            timeout_seconds=self.settings.dataset_timeout_seconds,
-            allow_local=self.settings.allow_local_datasets,
+        # Beats by the clock, not per chunk: a server pausing between bytes for longer than the
+        # heartbeat timeout (but less than the read timeout) must not look like a dead worker.
+        stored = await run_with_heartbeats(
+            store_dataset(
+                request.dataset_url,
+                destination,
+                max_bytes=self.settings.max_dataset_bytes,
+                timeout_seconds=self.settings.dataset_timeout_seconds,
+                allow_local=self.settings.allow_local_datasets,
+            )
         )
         try:
             profile = await run_with_heartbeats(
@@ -225,12 +228,8 @@ async def _fetch_http(url: str, sink: _CsvSink, timeout_seconds: float) -> None:
     try:
         async with client, client.stream("GET", url) as response:
             _check_response(response, url, sink.max_bytes)
-            every, last_beat = heartbeat_interval(), time.monotonic()
-            async for chunk in response.aiter_bytes(_CHUNK):
+            async for chunk in response.aiter_bytes():
                 sink.feed(chunk)
-                if time.monotonic() - last_beat >= every:
-                    heartbeat(sink.source_bytes)
-                    last_beat = time.monotonic()
     except httpx.TimeoutException as error:
         raise dataset_error(
             ErrorType.DATASET_TIMEOUT,
@@ -283,12 +282,8 @@ def _check_response(response: httpx.Response, url: str, max_bytes: int) -> None:
 async def _fetch_local(url: str, sink: _CsvSink) -> None:
     handle = await asyncio.to_thread(_open_local, url, sink.max_bytes)
     with handle:
-        every, last_beat = heartbeat_interval(), time.monotonic()
         while chunk := await asyncio.to_thread(handle.read, _CHUNK):
             sink.feed(chunk)
-            if time.monotonic() - last_beat >= every:
-                heartbeat(sink.source_bytes)
-                last_beat = time.monotonic()
 
 
 def _open_local(url: str, max_bytes: int) -> BinaryIO:

@@ -23,7 +23,7 @@ from temporalio.exceptions import ApplicationError
 from activities.artifacts import ArtifactStore, iter_regular_files
 from activities.sandbox import SandboxLimits, run_python, tail_text
 from settings import Settings
-from workflows.contract import ErrorType
+from workflows.contract import ActivityName, ErrorType
 from workflows.models import ArtifactRef, ExecutionRequest, ExecutionResult
 
 T = TypeVar("T")
@@ -332,11 +332,11 @@ class ExecutionActivities:
             else local
         )
 
-    @activity.defn(name="execute_eda")
+    @activity.defn(name=ActivityName.EXECUTE_EDA)
     async def execute_eda(self, request: ExecutionRequest) -> ExecutionResult:
         return await self.execute(self.eda_executor, request)
 
-    @activity.defn(name="train_model")
+    @activity.defn(name=ActivityName.TRAIN_MODEL)
     async def train_model(self, request: ExecutionRequest) -> ExecutionResult:
         return await self.execute(self.training_executor, request)
 

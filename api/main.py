@@ -41,8 +41,9 @@ def _runs(request: Request) -> RunService:
     return service
 
 
-@router.post("/workflow/start", response_model=StartResponse, tags=["runs"],
-             responses=ERROR_RESPONSES)
+@router.post(
+    "/workflow/start", response_model=StartResponse, tags=["runs"], responses=ERROR_RESPONSES
+)
 async def start_run(
     request: Request,
     body: StartRequest,
@@ -73,22 +74,31 @@ async def start_run(
     )
 
 
-@router.get("/workflow/{workflow_id}/status", response_model=RunStatusView, tags=["runs"],
-            responses=ERROR_RESPONSES)
+@router.get(
+    "/workflow/{workflow_id}/status",
+    response_model=RunStatusView,
+    tags=["runs"],
+    responses=ERROR_RESPONSES,
+)
 async def run_status(request: Request, workflow_id: str) -> RunStatusView:
     """The spec's status document; works for finished runs too."""
     return (await _runs(request).state(workflow_id)).status_view()
 
 
-@router.get("/workflow/{workflow_id}", response_model=RunState, tags=["runs"],
-            responses=ERROR_RESPONSES)
+@router.get(
+    "/workflow/{workflow_id}", response_model=RunState, tags=["runs"], responses=ERROR_RESPONSES
+)
 async def run_state(request: Request, workflow_id: str) -> RunState:
     """The full state: plan, generated code, execution results, review feedback, usage."""
     return await _runs(request).state(workflow_id)
 
 
-@router.post("/workflow/{workflow_id}/approve", response_model=ActionResponse, tags=["approval"],
-             responses=ERROR_RESPONSES)
+@router.post(
+    "/workflow/{workflow_id}/approve",
+    response_model=ActionResponse,
+    tags=["approval"],
+    responses=ERROR_RESPONSES,
+)
 async def approve_run(request: Request, workflow_id: str) -> ActionResponse:
     """Approve the generated EDA code so the run executes it."""
     await _runs(request).approve(workflow_id)
@@ -98,14 +108,18 @@ async def approve_run(request: Request, workflow_id: str) -> ActionResponse:
     )
 
 
-@router.post("/workflow/{workflow_id}/reject", response_model=ActionResponse, tags=["approval"],
-             responses=ERROR_RESPONSES)
+@router.post(
+    "/workflow/{workflow_id}/reject",
+    response_model=ActionResponse,
+    tags=["approval"],
+    responses=ERROR_RESPONSES,
+)
 async def reject_run(
     request: Request,
     workflow_id: str,
     body: Annotated[RejectRequest | None, Body()] = None,
 ) -> ActionResponse:
-    """Reject the generated EDA code; the Data Engineering agent regenerates it with the feedback."""
+    """Reject the EDA code; the Data Engineering agent regenerates it with the feedback."""
     feedback = body.feedback if body else None
     await _runs(request).reject(workflow_id, feedback)
     logger.info("Run rejected", extra={"workflow_id": workflow_id, "feedback": feedback})
@@ -116,8 +130,12 @@ async def reject_run(
     )
 
 
-@router.post("/workflow/{workflow_id}/cancel", response_model=ActionResponse, tags=["runs"],
-             responses=ERROR_RESPONSES)
+@router.post(
+    "/workflow/{workflow_id}/cancel",
+    response_model=ActionResponse,
+    tags=["runs"],
+    responses=ERROR_RESPONSES,
+)
 async def cancel_run(request: Request, workflow_id: str) -> ActionResponse:
     """Ask the run to stop; it records `cancelled` once its current step is interrupted."""
     await _runs(request).cancel(workflow_id)
@@ -138,8 +156,12 @@ async def list_runs(
     return await _runs(request).list_runs(status, limit, page_token)
 
 
-@router.get("/health", response_model=Health, tags=["service"],
-            responses={503: {"model": Health, "description": "Temporal is unreachable"}})
+@router.get(
+    "/health",
+    response_model=Health,
+    tags=["service"],
+    responses={503: {"model": Health, "description": "Temporal is unreachable"}},
+)
 async def health(request: Request) -> Health | JSONResponse:
     """Whether Temporal is reachable: 200 when it is, 503 when it is not."""
     settings: Settings = request.app.state.settings

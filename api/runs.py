@@ -26,7 +26,12 @@ from temporalio.client import (
 from temporalio.client import (
     WorkflowExecutionStatus as ExecutionStatus,
 )
-from temporalio.common import TypedSearchAttributes, WorkflowIDConflictPolicy, WorkflowIDReusePolicy
+from temporalio.common import (
+    SearchAttributePair,
+    TypedSearchAttributes,
+    WorkflowIDConflictPolicy,
+    WorkflowIDReusePolicy,
+)
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.service import RPCError, RPCStatusCode
 
@@ -41,6 +46,7 @@ from workflows.contract import (
     SIGNAL_REJECT,
     WORKFLOW_TYPE,
 )
+from workflows.data_science_run import DataScienceRun
 from workflows.models import RunInput, RunOptions, RunState, RunStatus, Step
 
 # How long a query waits for a worker before the API says none is answering.
@@ -138,7 +144,7 @@ class RunService:
                     )
                 return await _summary(existing)
             await client.start_workflow(
-                WORKFLOW_TYPE,
+                DataScienceRun.run,
                 RunInput(user_goal=user_goal, dataset_url=dataset_url, options=options),
                 id=workflow_id,
                 task_queue=self.settings.temporal_task_queue,
@@ -148,8 +154,8 @@ class RunService:
                 memo={"user_goal": user_goal, "dataset_url": dataset_url},
                 search_attributes=TypedSearchAttributes(
                     [
-                        RUN_STATUS_ATTRIBUTE.value_set(RunStatus.STARTED.value),
-                        CURRENT_STEP_ATTRIBUTE.value_set(Step.RESEARCH.value),
+                        SearchAttributePair(RUN_STATUS_ATTRIBUTE, RunStatus.STARTED.value),
+                        SearchAttributePair(CURRENT_STEP_ATTRIBUTE, Step.RESEARCH.value),
                     ]
                 ),
                 static_summary=f"{user_goal[:200]}",
@@ -248,12 +254,12 @@ def _decode_page_token(token: str | None) -> bytes | None:
 
 async def _summary(execution: WorkflowExecution) -> RunSummary:
     attributes = execution.typed_search_attributes
-    recorded = attributes.get(RUN_STATUS_ATTRIBUTE)
+    recorded = attributes.get(RUN_STATUS_ATTRIBUTE) or ""
     status = RunStatus(recorded) if recorded in RunStatus._value2member_map_ else RunStatus.STARTED
     if execution.status not in (None, ExecutionStatus.RUNNING) and not status.is_final:
         # The run was closed from outside (terminated, timed out) before it could say so itself.
         status = _CLOSED_STATUS.get(execution.status, RunStatus.FAILED)
-    step = attributes.get(CURRENT_STEP_ATTRIBUTE)
+    step = attributes.get(CURRENT_STEP_ATTRIBUTE) or ""
     memo = await execution.memo()
     return RunSummary(
         workflow_id=execution.id,

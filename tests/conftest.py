@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import os
 import socket
+import subprocess
 import sys
-from collections.abc import AsyncIterator
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
+import httpx
 import pytest
-from temporalio.contrib.pydantic import pydantic_data_converter
-from temporalio.testing import WorkflowEnvironment
-
 from temporalio.api.enums.v1 import IndexedValueType
 from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
 from temporalio.client import Client
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.testing import WorkflowEnvironment
 
 from workflows.contract import SEARCH_ATTRIBUTES
 
@@ -67,3 +71,75 @@ async def dev_server_env() -> AsyncIterator[WorkflowEnvironment]:
         yield env
     finally:
         await env.shutdown()
+
+
+# --- The whole service: the worker and the API as the user runs them -------------------------
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+class ServiceProcesses:
+    """`python worker.py` and `uvicorn api.main:app` as subprocesses, on free loopback ports."""
+
+    def __init__(self, temporal_address: str, data_dir: Path, **settings: str) -> None:
+        self.data_dir = data_dir
+        self.port = free_port()
+        self.base_url = f"http://127.0.0.1:{self.port}"
+        self.env = {
+            "PATH": os.environ.get("PATH", ""),
+            "HOME": os.environ.get("HOME", str(data_dir)),
+            "TEMPORAL_ADDRESS": temporal_address,
+            "TEMPORAL_TASK_QUEUE": f"tq-{uuid.uuid4().hex[:8]}",
+            "DATA_DIR": str(data_dir),
+            "LLM_PROVIDER": "offline",
+            "LOG_LEVEL": "WARNING",
+            **settings,
+        }
+        self.worker: subprocess.Popen[bytes] | None = None
+        self.api: subprocess.Popen[bytes] | None = None
+
+    def start_worker(self) -> subprocess.Popen[bytes]:
+        self.worker = subprocess.Popen([sys.executable, "worker.py"], cwd=ROOT, env=self.env)
+        return self.worker
+
+    def start_api(self) -> None:
+        self.api = subprocess.Popen(
+            [sys.executable, "-m", "uvicorn", "api.main:app", "--host", "127.0.0.1",
+             "--port", str(self.port), "--no-access-log"],
+            cwd=ROOT, env=self.env,
+        )  # fmt: skip
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            assert self.api.poll() is None, "the API exited during start-up"
+            try:
+                httpx.get(f"{self.base_url}/docs", timeout=1)
+                return
+            except httpx.TransportError:
+                time.sleep(0.1)
+        raise AssertionError("the API did not start within 30 s")
+
+    def stop(self) -> None:
+        for process in (self.api, self.worker):
+            if process is not None and process.poll() is None:
+                process.terminate()
+                try:
+                    process.wait(timeout=15)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+                    process.wait()
+
+
+@pytest.fixture(scope="session")
+def service(dev_server_env: WorkflowEnvironment, tmp_path_factory) -> Iterator[ServiceProcesses]:
+    processes = ServiceProcesses(
+        dev_server_env.client.service_client.config.target_host,
+        tmp_path_factory.mktemp("service-data"),
+        APPROVAL_TIMEOUT_SECONDS="600",
+        MAX_REJECTIONS="3",
+    )
+    processes.start_worker()
+    processes.start_api()
+    try:
+        yield processes
+    finally:
+        processes.stop()

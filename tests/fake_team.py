@@ -76,12 +76,14 @@ class FakeTeam:
             )
         if attempt <= self.research_failures:
             raise ApplicationError(
-                "rate limited", type=ErrorType.LLM_TRANSIENT,
+                "rate limited",
+                type=ErrorType.LLM_TRANSIENT,
                 next_retry_delay=timedelta(milliseconds=10),
             )
         plan = ResearchPlan(
             steps=["profile", "clean", "model", "evaluate", "report"],
-            target="Churn", task_type="classification",
+            target="Churn",
+            task_type="classification",
         )
         return ResearchOutcome(plan=plan, usage=USAGE)
 
@@ -105,7 +107,9 @@ class FakeTeam:
         call = self._count("train_model")
         score = self.scores[min(call, len(self.scores)) - 1]
         return ExecutionResult(
-            backend="local", exit_code=0, duration_seconds=0.1,
+            backend="local",
+            exit_code=0,
+            duration_seconds=0.1,
             metrics={"score": score, "baseline_score": 0.5, "version": request.version},
         )
 
@@ -113,9 +117,11 @@ class FakeTeam:
     async def critic(self, ctx: AgentContext) -> ReviewOutcome:
         call = self._count("critic", ctx)
         verdict = self.verdicts[min(call, len(self.verdicts)) - 1]
-        findings = [] if verdict == "accept" else [
-            Finding(severity="error", category="imbalance", message="use class_weight")
-        ]
+        findings = (
+            []
+            if verdict == "accept"
+            else [Finding(severity="error", category="imbalance", message="use class_weight")]
+        )
         return ReviewOutcome(
             review=Review(verdict=verdict, summary=f"verdict {verdict}", findings=findings),  # type: ignore[arg-type]
             usage=USAGE,
@@ -123,5 +129,12 @@ class FakeTeam:
 
     @property
     def activities(self) -> list[object]:
-        return [self.fetch_dataset, self.research, self.data_engineering, self.execute_eda,
-                self.ml, self.train_model, self.critic]
+        return [
+            self.fetch_dataset,
+            self.research,
+            self.data_engineering,
+            self.execute_eda,
+            self.ml,
+            self.train_model,
+            self.critic,
+        ]

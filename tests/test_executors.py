@@ -200,6 +200,23 @@ async def test_a_limit_violation_is_a_non_retryable_failure_naming_the_limit(
     assert store.resolve(RUN, "browser_agent/v1/stdout.log").read_text() == "start\n"
 
 
+async def test_heartbeats_are_sent_while_the_local_sandbox_runs(
+    tmp_path: Path, dataset: Path, store: ArtifactStore
+) -> None:
+    activities = ExecutionActivities(make_settings(tmp_path), store, heartbeat_seconds=0.2)
+    beats: list[tuple[object, ...]] = []
+    env = ActivityEnvironment()
+    env.on_heartbeat = lambda *details: beats.append(details)
+
+    result = await env.run(
+        activities.execute_eda,
+        request(dataset, Step.BROWSER_AGENT, "import time\ntime.sleep(1.2)\n"),
+    )
+
+    assert result.exit_code == 0
+    assert len(beats) >= 4
+
+
 async def test_a_missing_dataset_is_not_retried(tmp_path: Path, store: ArtifactStore) -> None:
     activities = ExecutionActivities(make_settings(tmp_path), store)
 

@@ -1,4 +1,4 @@
-"""The offline data scientist on real data: profile, plan, generated code that runs, and critique."""
+"""The offline data scientist on real data: profile, plan, code that runs, and its critique."""
 
 from __future__ import annotations
 
@@ -27,6 +27,7 @@ from activities.offline import (
     write_training_code,
 )
 from activities.offline.target import infer_target
+from tests.sample_data import make_churn
 from workflows.models import (
     AgentContext,
     ColumnProfile,
@@ -44,45 +45,33 @@ SCRIPT_TIMEOUT = 120
 # --- Datasets -----------------------------------------------------------------------------------
 
 
-def make_churn(rows: int = 2000, seed: int = 7) -> pd.DataFrame:
-    """A telco-like churn table whose Churn really depends on tenure, contract and charges."""
+def make_listings(rows: int = 800, seed: int = 3) -> pd.DataFrame:
+    """Flat prices with the usual mess: ids, dates, free text, empty, constant and leaky columns."""
     rng = np.random.default_rng(seed)
-    tenure = rng.integers(0, 73, rows)
-    contract = rng.choice(["Month-to-month", "One year", "Two year"], rows, p=[0.55, 0.25, 0.2])
-    payment = rng.choice(["Electronic check", "Mailed check", "Bank transfer", "Credit card"], rows)
-    monthly = np.round(rng.normal(65, 25, rows).clip(18, 120), 2)
-    senior = rng.binomial(1, 0.16, rows)
-    logit = (
-        -1.1
-        - 0.045 * tenure
-        + 0.02 * (monthly - 65)
-        + 1.3 * (contract == "Month-to-month")
-        - 0.8 * (contract == "Two year")
-        + 0.6 * (payment == "Electronic check")
-        + 0.4 * senior
-    )
-    churn = rng.random(rows) < 1 / (1 + np.exp(-logit))
-    letters = np.array(list("ABCDEFGHJKLMNPQRSTUVWXYZ"))
+    district = rng.integers(0, 40, rows)
+    size = rng.normal(100, 30, rows).clip(20, None).round(1)
+    rooms = rng.integers(1, 7, rows)
+    price = size * 2000 + rooms * 10_000 + (district % 10) * 5000 + rng.normal(0, 20_000, rows)
     frame = pd.DataFrame(
         {
-            "customerID": [
-                f"{rng.integers(1000, 9999)}-{''.join(rng.choice(letters, 5))}{i}"
-                for i in range(rows)
-            ],
-            "gender": rng.choice(["Female", "Male"], rows),
-            "SeniorCitizen": senior,
-            "tenure": tenure,
-            "Contract": contract,
-            "PaymentMethod": payment,
-            "MonthlyCharges": monthly,
-            # Stored as text with blanks for new customers, as in the well-known telco file.
-            "TotalCharges": [f"{v:.2f}" for v in monthly * np.maximum(tenure, 1)],
-            "Churn": np.where(churn, "Yes", "No"),
+            "listing_id": np.arange(10_000, 10_000 + rows),
+            "listed_on": pd.date_range("2021-01-01", periods=rows, freq="h").strftime(
+                "%Y-%m-%d %H:%M"
+            ),
+            "description": [f"Flat {i} with {r} rooms near the park" for i, r in enumerate(rooms)],
+            "district": [f"district_{d}" for d in district],  # 40 levels: more than one-hot keeps
+            "size_m2": size,
+            "rooms": rooms,
+            "has_garden": rng.choice([True, False], rows),
+            "always_empty": np.nan,
+            "constant": "x",
+            "price": price.round(0),
+            "price_per_m2": (price / size).round(2),  # computed from the answer
         }
     )
-    frame.loc[rng.random(rows) < 0.05, "MonthlyCharges"] = np.nan
-    frame.loc[rng.random(rows) < 0.04, "Contract"] = np.nan
-    frame.loc[frame.index[tenure == 0][:10], "TotalCharges"] = " "
+    frame.loc[rng.random(rows) < 0.03, "price"] = np.nan
+    frame.loc[rng.random(rows) < 0.1, "size_m2"] = np.nan
+    frame.loc[[3, 7], "size_m2"] = np.inf
     return frame
 
 
@@ -120,18 +109,45 @@ class Case:
     target: str
     task_type: str
     id_columns: tuple[str, ...] = ()
+    excluded: tuple[str, ...] = ()
 
 
 CASES = [
-    Case("breast_cancer", _breast_cancer, "classify tumours as malignant or benign", "diagnosis",
-         "classification"),
-    Case("wine", _wine, "predict the wine cultivar from its chemistry", "cultivar",
-         "classification"),
-    Case("diabetes", _diabetes, "predict disease progression one year after baseline", "target",
-         "regression"),
+    Case(
+        "breast_cancer",
+        _breast_cancer,
+        "classify tumours as malignant or benign",
+        "diagnosis",
+        "classification",
+    ),
+    Case(
+        "wine", _wine, "predict the wine cultivar from its chemistry", "cultivar", "classification"
+    ),
+    Case(
+        "diabetes",
+        _diabetes,
+        "predict disease progression one year after baseline",
+        "target",
+        "regression",
+    ),
     Case("iris", _iris, "classify iris flowers by species", "species", "classification"),
-    Case("churn", make_churn, "build a customer churn prediction model", "Churn",
-         "classification", ("customerID",)),
+    Case(
+        "churn",
+        make_churn,
+        "build a customer churn prediction model",
+        "Churn",
+        "classification",
+        ("customerID",),
+    ),
+    Case(
+        "listings",
+        make_listings,
+        "predict the asking price of a flat",
+        "price",
+        "regression",
+        ("listing_id",),
+        ("listed_on", "description", "always_empty", "constant", "price_per_m2"),
+    ),
 ]
 
 
@@ -231,8 +247,9 @@ def test_profile_plan_code_and_review(case: Case, csv_files: dict[str, Path], tm
     assert profile.task_type == case.task_type
     assert set(profile.id_columns) == set(case.id_columns)
     for column in profile.columns:
-        assert column.missing == int(frame[column.name].replace(r"^\s*$", np.nan, regex=True)
-                                     .isna().sum())
+        assert column.missing == int(
+            frame[column.name].replace(r"^\s*$", np.nan, regex=True).isna().sum()
+        )
     if case.task_type == "classification":
         counts = frame[case.target].astype(str).value_counts()
         assert profile.class_balance == {str(k): int(v) for k, v in counts.items()}
@@ -243,7 +260,8 @@ def test_profile_plan_code_and_review(case: Case, csv_files: dict[str, Path], tm
     assert plan.target == case.target and plan.task_type == case.task_type
     assert any(case.target in step for step in plan.steps)
     assert case.target not in plan.features
-    assert set(case.id_columns) <= set(plan.excluded_columns)
+    assert set(case.id_columns) | set(case.excluded) <= set(plan.excluded_columns)
+    assert not set(case.excluded) & set(plan.features)
     assert not set(case.id_columns) & set(plan.features)
     has_missing = any(profile.column(f).missing for f in plan.features)  # type: ignore[union-attr]
     assert has_missing == any("missing" in step.lower() for step in plan.steps)
@@ -266,8 +284,18 @@ def test_profile_plan_code_and_review(case: Case, csv_files: dict[str, Path], tm
     train_run = run_script(training.code, path, tmp_path, "train")
     metrics = train_run.result.metrics
     assert metrics is not None
-    for key in ("task_type", "target", "metric", "score", "baseline_score", "cv_mean", "cv_std",
-                "n_train", "n_test", "beats_baseline"):
+    for key in (
+        "task_type",
+        "target",
+        "metric",
+        "score",
+        "baseline_score",
+        "cv_mean",
+        "cv_std",
+        "n_train",
+        "n_test",
+        "beats_baseline",
+    ):
         assert key in metrics
     assert metrics["target"] == case.target and metrics["task_type"] == case.task_type
     assert metrics["n_train"] + metrics["n_test"] == frame[case.target].notna().sum()
@@ -280,12 +308,19 @@ def test_profile_plan_code_and_review(case: Case, csv_files: dict[str, Path], tm
     categorical = constant(training.code, "CATEGORICAL_FEATURES")
     rows = frame.head(20)
     X = pd.DataFrame({c: pd.to_numeric(rows[c], errors="coerce") for c in numeric})
+    X = X.replace([np.inf, -np.inf], np.nan)
     for c in categorical:
         X[c] = rows[c].astype(str).where(rows[c].notna(), np.nan)
     assert len(model.predict(X[numeric + categorical])) == 20
 
-    ctx_after = context(path, case.goal, profile, plan=plan, training_code=training,
-                        training_result=train_run.result)
+    ctx_after = context(
+        path,
+        case.goal,
+        profile,
+        plan=plan,
+        training_code=training,
+        training_result=train_run.result,
+    )
     review = review_training(ctx_after)
     assert review.verdict == "accept", review
     assert not [f for f in review.findings if f.severity == "error"]
@@ -326,7 +361,9 @@ def test_profile_kinds_ids_and_text_numbers(tmp_path: Path):
             "RowNumber": np.arange(1, rows + 1),
             "store_id": rng.integers(1, 6, rows),  # an id by name, but a category by content
             "signup": pd.date_range("2020-01-01", periods=rows, freq="D").strftime("%Y-%m-%d"),
-            "amount": [f"{v:.2f}" if i % 50 else " " for i, v in enumerate(rng.normal(10, 2, rows))],
+            "amount": [
+                f"{v:.2f}" if i % 50 else " " for i, v in enumerate(rng.normal(10, 2, rows))
+            ],
             "active": rng.choice(["yes", "no"], rows),
             "Exited": rng.integers(0, 2, rows),
         }
@@ -336,8 +373,12 @@ def test_profile_kinds_ids_and_text_numbers(tmp_path: Path):
     profile = profile_csv(path, "which customers will leave the bank?")
     kinds = {c.name: c.kind for c in profile.columns}
     assert kinds == {
-        "RowNumber": "numeric", "store_id": "numeric", "signup": "datetime", "amount": "numeric",
-        "active": "boolean", "Exited": "boolean",
+        "RowNumber": "numeric",
+        "store_id": "numeric",
+        "signup": "datetime",
+        "amount": "numeric",
+        "active": "boolean",
+        "Exited": "boolean",
     }
     assert profile.id_columns == ["RowNumber"]
     assert profile.column("amount").missing == rows // 50  # type: ignore[union-attr]
@@ -360,14 +401,26 @@ def test_profile_rejects_missing_file(tmp_path: Path):
 @pytest.mark.parametrize(
     ("goal", "names", "expected"),
     [
-        ("which customers will leave?", ["RowNumber", "CustomerId", "CreditScore", "Exited"],
-         "Exited"),
-        ("predict house prices", ["MedInc", "HouseAge", "AveRooms", "MedHouseVal", "Latitude"],
-         "MedHouseVal"),
-        ("predict the sale price from the lot area", ["LotArea", "SalePrice", "YrSold"],
-         "SalePrice"),
-        ("estimate employee attrition using age and income", ["Age", "Income", "Attrition", "Dept"],
-         "Attrition"),
+        (
+            "which customers will leave?",
+            ["RowNumber", "CustomerId", "CreditScore", "Exited"],
+            "Exited",
+        ),
+        (
+            "predict house prices",
+            ["MedInc", "HouseAge", "AveRooms", "MedHouseVal", "Latitude"],
+            "MedHouseVal",
+        ),
+        (
+            "predict the sale price from the lot area",
+            ["LotArea", "SalePrice", "YrSold"],
+            "SalePrice",
+        ),
+        (
+            "estimate employee attrition using age and income",
+            ["Age", "Income", "Attrition", "Dept"],
+            "Attrition",
+        ),
         ("fit a model", ["a", "label", "b"], "label"),
         ("fit a model", ["a", "b", "c"], "c"),
     ],
@@ -395,8 +448,9 @@ def test_human_feedback_drops_columns(
     first = write_eda_code(context(path, goal, profile, plan=plan))
     assert constant(first.code, "DROP_COLUMNS") == []
 
-    ctx = context(path, goal, profile, plan=plan, feedback=[feedback("human", request_text)],
-                  version=2)
+    ctx = context(
+        path, goal, profile, plan=plan, feedback=[feedback("human", request_text)], version=2
+    )
     eda = write_eda_code(ctx)
     assert eda.version == 2
     assert constant(eda.code, "DROP_COLUMNS") == [dropped]
@@ -428,12 +482,21 @@ def test_human_feedback_phrasings(csv_files: dict[str, Path]):
         return constant(write_eda_code(ctx).code, "DROP_COLUMNS")  # type: ignore[return-value]
 
     assert dropped("exclude gender and PaymentMethod, then show more correlations") == [
-        "gender", "PaymentMethod"]
+        "gender",
+        "PaymentMethod",
+    ]
     assert dropped("remove column monthly charges") == ["MonthlyCharges"]
     assert dropped("ignore CUSTOMERID please") == ["customerID"]
     assert dropped("drop tenure", "actually, keep tenure") == []
     assert dropped("drop Churn") == []  # the target stays
     assert dropped("looks good but add a histogram") == []
+
+    # A person may also correct the target; the task type follows the new target.
+    ctx = context(path, goal, profile, feedback=[feedback("human", "The target should be tenure.")])
+    eda = write_eda_code(ctx)
+    assert constant(eda.code, "TARGET") == "tenure"
+    assert constant(eda.code, "TASK_TYPE") == "regression"
+    assert constant(write_training_code(ctx).code, "METRIC") == "r2"
 
 
 # --- The critic ---------------------------------------------------------------------------------
@@ -467,13 +530,21 @@ model = RandomForestClassifier(n_estimators=50).fit(X_train, y_train)
 """
 
 
-def _churn_ctx(csv_files: dict[str, Path], code: str, result: ExecutionResult | None,
-               **kwargs: object) -> AgentContext:
+def _churn_ctx(
+    csv_files: dict[str, Path], code: str, result: ExecutionResult | None, **kwargs: object
+) -> AgentContext:
     path = csv_files["churn"]
     goal = "build a customer churn prediction model"
     profile = profile_csv(path, goal)
-    return context(path, goal, profile, plan=plan_research(goal, profile),
-                   training_code=GeneratedCode(code=code), training_result=result, **kwargs)
+    return context(
+        path,
+        goal,
+        profile,
+        plan=plan_research(goal, profile),
+        training_code=GeneratedCode(code=code),
+        training_result=result,
+        **kwargs,
+    )
 
 
 def _ok(metrics: dict[str, float | str]) -> ExecutionResult:
@@ -481,9 +552,39 @@ def _ok(metrics: dict[str, float | str]) -> ExecutionResult:
 
 
 GOOD_METRICS: dict[str, float | str] = {
-    "task_type": "classification", "target": "Churn", "metric": "roc_auc", "score": 0.84,
-    "baseline_score": 0.5, "cv_mean": 0.82, "cv_std": 0.02,
+    "task_type": "classification",
+    "target": "Churn",
+    "metric": "roc_auc",
+    "score": 0.84,
+    "baseline_score": 0.5,
+    "cv_mean": 0.82,
+    "cv_std": 0.02,
 }
+
+
+CAREFUL_SCRIPT = """
+import pandas as pd
+from sklearn.ensemble import HistGradientBoostingClassifier
+from sklearn.model_selection import cross_val_score, train_test_split
+
+TARGET = "Churn"
+SEED = 42
+df = pd.read_csv("dataset.csv")
+features = [c for c in df.columns if c not in (TARGET, "customerID")]
+X = pd.get_dummies(df[features])
+y = df[TARGET]
+X_train, X_test, y_train, y_test = train_test_split(
+    X, y, test_size=0.2, random_state=SEED, stratify=y
+)
+model = HistGradientBoostingClassifier(class_weight="balanced", random_state=SEED)
+print(cross_val_score(model, X_train, y_train, cv=5, scoring="roc_auc").mean())
+"""
+
+
+def test_critic_accepts_careful_code_written_elsewhere(csv_files: dict[str, Path]):
+    review = review_training(_churn_ctx(csv_files, CAREFUL_SCRIPT, _ok(GOOD_METRICS)))
+    assert review.verdict == "accept", review
+    assert not [f for f in review.findings if f.severity != "info"], review
 
 
 def test_critic_flags_target_leakage(csv_files: dict[str, Path]):
@@ -491,6 +592,17 @@ def test_critic_flags_target_leakage(csv_files: dict[str, Path]):
     assert review.verdict == "revise"
     leaks = [f for f in review.findings if f.category == "leakage" and f.severity == "error"]
     assert leaks and "'Churn'" in leaks[0].message
+
+    # The same script after the reviewer asked to drop tenure: ignoring that is an error too.
+    ctx = _churn_ctx(
+        csv_files,
+        LEAKY_SCRIPT.replace(', "Churn"]', "]"),
+        _ok(GOOD_METRICS),
+        feedback=[feedback("human", "drop tenure")],
+    )
+    review = review_training(ctx)
+    assert review.verdict == "revise"
+    assert [f.category for f in review.findings if f.severity == "error"] == ["feedback"]
 
 
 def test_critic_flags_missing_seed_and_unhandled_imbalance_and_ids(csv_files: dict[str, Path]):
@@ -511,7 +623,9 @@ def test_critic_flags_failed_runs_weak_models_and_bad_syntax(csv_files: dict[str
     good = write_training_code(context(path, goal, profile, plan=plan_research(goal, profile)))
 
     failed = ExecutionResult(
-        backend="local", exit_code=1, duration_seconds=0.5,
+        backend="local",
+        exit_code=1,
+        duration_seconds=0.5,
         stderr_tail="Traceback (most recent call last):\nValueError: could not convert 'x'",
     )
     review = review_training(_churn_ctx(csv_files, good.code, failed))
@@ -532,7 +646,7 @@ def test_critic_flags_failed_runs_weak_models_and_bad_syntax(csv_files: dict[str
     assert any(f.category == "syntax" for f in review.findings)
 
 
-def test_training_code_addresses_critic_findings(csv_files: dict[str, Path]):
+def test_training_code_addresses_critic_findings(csv_files: dict[str, Path], tmp_path: Path):
     path = csv_files["wine"]
     goal = "predict the wine cultivar"
     profile = profile_csv(path, goal)
@@ -547,8 +661,9 @@ def test_training_code_addresses_critic_findings(csv_files: dict[str, Path]):
         "[error] leakage: Column 'proline' looks derived from the target\n"
         "[error] baseline: The model does not beat the trivial baseline"
     )
-    ctx = context(path, goal, profile, plan=plan, feedback=[feedback("critic", review_text)],
-                  version=2)
+    ctx = context(
+        path, goal, profile, plan=plan, feedback=[feedback("critic", review_text)], version=2
+    )
     revised = write_training_code(ctx)
     assert constant(revised.code, "CLASS_WEIGHT") == "balanced"
     assert "proline" not in constant(revised.code, "NUMERIC_FEATURES")  # type: ignore[operator]
@@ -557,9 +672,45 @@ def test_training_code_addresses_critic_findings(csv_files: dict[str, Path]):
         revised.code.count("HistGradientBoosting") > first.code.count("HistGradientBoosting")
     )
     assert "critic" in revised.summary.lower()
-    compile(revised.code, "revised.py", "exec")
+    metrics = run_script(revised.code, path, tmp_path, "revised").result.metrics or {}
+    assert {"cv_logistic_regression", "cv_random_forest", "cv_hist_gradient_boosting"} <= set(
+        metrics
+    )
+    assert metrics["class_weight"] == "balanced"
+
+    # After a failed run the next version is lighter: no forest, fewer rows.
+    crashed = "revise: 1 problem(s)\n[error] execution: The training run failed with exit code 137"
+    ctx = context(path, goal, profile, plan=plan, feedback=[feedback("critic", crashed)])
+    light = write_training_code(ctx)
+    assert "RandomForest" not in light.code.split("def candidate_models")[1].split("def ")[0]
+    assert constant(light.code, "MAX_ROWS") < constant(first.code, "MAX_ROWS")  # type: ignore[operator]
 
     # An accepted review's summary mentions the baseline, but asks for nothing.
     accepted = "accept: Accept: roc_auc 0.9 on the test set vs 0.5 for the baseline."
     ctx = context(path, goal, profile, plan=plan, feedback=[feedback("critic", accepted)])
     assert write_training_code(ctx).code == first.code
+
+
+def test_generated_code_survives_odd_names_and_goals(tmp_path: Path):
+    rng = np.random.default_rng(5)
+    rows = 300
+    signal = rng.normal(size=rows)
+    frame = pd.DataFrame(
+        {
+            'it\'s "odd"': signal + rng.normal(0, 0.3, rows),
+            "naïve größe": rng.normal(size=rows),
+            "back\\slash": rng.choice(["a", "b"], rows),
+            "outcome": np.where(signal > 0, "up", "down"),
+        }
+    )
+    path = tmp_path / "odd.csv"
+    frame.to_csv(path, index=False)
+    goal = 'predict the outcome """ \\N{oops} \\'
+    profile = profile_csv(path, goal)
+    assert profile.target == "outcome"
+    ctx = context(path, goal, profile, plan=plan_research(goal, profile))
+    for label, generated in (("eda", write_eda_code(ctx)), ("train", write_training_code(ctx))):
+        run = run_script(generated.code, path, tmp_path, label)
+        if label == "train":
+            metrics = run.result.metrics or {}
+            assert float(metrics["score"]) > float(metrics["baseline_score"])

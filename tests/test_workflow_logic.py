@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -39,7 +40,14 @@ async def running(
             id=f"wf-{uuid.uuid4().hex[:12]}",
             task_queue=task_queue,
         )
-        yield handle
+        try:
+            yield handle
+        finally:
+            # Leave no open run behind: its pending tasks would stall the shared test server's
+            # time skipping for the tests that follow.
+            await handle.cancel()
+            with contextlib.suppress(WorkflowFailureError):
+                await handle.result()
 
 
 async def state_of(handle: RunHandle) -> RunState:
@@ -195,7 +203,9 @@ async def test_critic_revise_loops_back_to_ml_and_keeps_the_best_result(time_ski
 
     assert team.calls["ml"] == 3, "one first attempt plus two revision rounds"
     second_ml_context = team.contexts["ml"][1]
-    assert any(f.source == "critic" and "class_weight" in f.text for f in second_ml_context.feedback)
+    assert any(
+        f.source == "critic" and "class_weight" in f.text for f in second_ml_context.feedback
+    )
     assert result.status == RunStatus.COMPLETED
     assert result.critic_rounds == 2
     best = result.code_context.training_result

@@ -15,13 +15,15 @@ import anthropic
 import openai
 from temporalio.exceptions import ApplicationError
 
+from workflows.contract import ErrorType
+
 logger = logging.getLogger("orchestrator.llm.errors")
 
-# ApplicationError types: the workflow's retry policy and the API key off these names.
-LLM_TRANSIENT_ERROR = "LlmTransientError"
-LLM_CONFIGURATION_ERROR = "LlmConfigurationError"
-LLM_REQUEST_REFUSED = "LlmRequestRefused"
-INVALID_MODEL_OUTPUT = "InvalidModelOutput"
+# ApplicationError types, defined once in the contract the workflow's retry policy reads.
+LLM_TRANSIENT_ERROR = ErrorType.LLM_TRANSIENT.value
+LLM_CONFIGURATION_ERROR = ErrorType.LLM_CONFIGURATION.value
+LLM_REQUEST_REFUSED = ErrorType.LLM_REQUEST_REFUSED.value
+INVALID_MODEL_OUTPUT = ErrorType.INVALID_MODEL_OUTPUT.value
 
 # A server asking for hours is more likely misconfigured than right; Temporal's own backoff
 # takes over above this.

@@ -119,30 +119,26 @@ class CodeFacts:
                 return value
         return None
 
+    def _seeded(self, call: ast.Call) -> bool:
+        """Whether the call fixes random_state (to anything but None)."""
+        seed = keyword(call, "random_state")
+        return seed is not None and resolve(seed, self.constants) is not None
+
     def unseeded(self) -> list[str]:
         """Random estimators and shuffling splitters created without a random_state."""
         found = set()
         for call in self.calls:
             name = call_name(call)
-            shuffles = (
-                name in {"KFold", "StratifiedKFold"}
-                and resolve(keyword(call, "shuffle"), self.constants) is True
+            shuffles = name in {"KFold", "StratifiedKFold"} and (
+                resolve(keyword(call, "shuffle"), self.constants) is True
             )
-            if not (name.startswith(RANDOM_ESTIMATORS) or shuffles):
-                continue
-            if resolve(keyword(call, "random_state"), self.constants) in (None, UNKNOWN) and (
-                keyword(call, "random_state") is None or _is_none(keyword(call, "random_state"))
-            ):
+            if (name.startswith(RANDOM_ESTIMATORS) or shuffles) and not self._seeded(call):
                 found.add(name)
         return sorted(found)
 
     def split_unseeded(self) -> bool:
         """Whether some train_test_split call leaves its random_state unset or None."""
-        for call in self.called({"train_test_split"}):
-            seed = keyword(call, "random_state")
-            if seed is None or _is_none(seed) or resolve(seed, self.constants) is None:
-                return True
-        return False
+        return any(not self._seeded(c) for c in self.called({"train_test_split"}))
 
     def handles_imbalance(self) -> bool:
         if self.called(IMBALANCE_CALLS):
@@ -155,10 +151,6 @@ class CodeFacts:
                 if kw.arg == "class_weight" and resolve(kw.value, self.constants) is not None:
                     return True
         return False
-
-
-def _is_none(node: ast.expr | None) -> bool:
-    return isinstance(node, ast.Constant) and node.value is None
 
 
 def analyse(tree: ast.Module) -> CodeFacts:
@@ -187,32 +179,33 @@ def analyse(tree: ast.Module) -> CodeFacts:
                 columns = strings(resolve(node.value.slice, facts.constants))
                 if columns:
                     facts.feature_lists[target.id] = columns
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Compare):
+    for item in ast.walk(tree):
+        if isinstance(item, ast.Compare):
             # [c for c in df.columns if c != TARGET] / if c not in DROP: filters columns out.
-            for op, right in zip(node.ops, node.comparators, strict=True):
+            for op, right in zip(item.ops, item.comparators, strict=True):
                 if isinstance(op, (ast.NotEq, ast.NotIn)):
                     facts.excluded.update(strings(resolve(right, facts.constants)))
-        if not isinstance(node, ast.Call):
+        if not isinstance(item, ast.Call):
             continue
-        facts.calls.append(node)
-        name = call_name(node)
+        call = item
+        facts.calls.append(call)
+        name = call_name(call)
         if name == "drop":
-            named = [k.value for k in node.keywords if k.arg in {"columns", "labels"}]
-            for arg in [*node.args, *named]:
+            named = [k.value for k in call.keywords if k.arg in {"columns", "labels"}]
+            for arg in [*call.args, *named]:
                 facts.excluded.update(strings(resolve(arg, facts.constants)))
         elif name in {"ColumnTransformer", "make_column_transformer"}:
-            first = node.args[0] if node.args else None
+            first = call.args[0] if call.args else None
             specs = (
                 first.elts
                 if name == "ColumnTransformer" and isinstance(first, (ast.List, ast.Tuple))
-                else node.args
+                else call.args
             )
             for spec in specs:
                 if isinstance(spec, ast.Tuple) and len(spec.elts) in (2, 3):
                     columns = strings(resolve(spec.elts[-1], facts.constants))
                     if columns:
                         facts.feature_lists[f"{name} #{len(facts.feature_lists) + 1}"] = columns
-        elif name == "seed" and "random" in ast.unparse(node.func):
+        elif name == "seed" and "random" in ast.unparse(call.func):
             facts.global_seed = True
     return facts

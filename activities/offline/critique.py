@@ -4,393 +4,181 @@ from __future__ import annotations
 
 import ast
 import math
-from collections.abc import Iterable
-from dataclasses import dataclass, field
+from typing import Literal
 
+from activities.offline.code_facts import CROSS_VALIDATION, SPLITTERS, CodeFacts, analyse
 from activities.offline.selection import (
     SEVERE_IMBALANCE_RATIO,
+    ColumnPlan,
     imbalance_ratio,
     is_imbalanced,
     leaky_by_name,
     plan_columns,
 )
-from workflows.models import AgentContext, ExecutionResult, Finding, Review
+from workflows.models import AgentContext, DatasetProfile, ExecutionResult, Finding, Review
 
 REQUIRED_METRICS = ("task_type", "target", "metric", "score", "baseline_score", "cv_mean", "cv_std")
-# Metrics where a smaller number is better, as code written elsewhere may report them.
-LOWER_IS_BETTER = {"rmse", "mse", "mae", "log_loss", "logloss", "mape", "error", "brier"}
+# Metrics where smaller is better, as code from another agent may report them.
+LOWER_IS_BETTER = ("rmse", "mse", "mae", "log_loss", "logloss", "mape", "error", "brier")
+# Metrics capped at 1, where a perfect score is more likely a leak than a triumph.
+BOUNDED_METRICS = frozenset(
+    "roc_auc accuracy balanced_accuracy f1 f1_macro f1_weighted r2 average_precision".split()
+)
 MIN_MARGIN = 0.01  # a model this close to the baseline has learned next to nothing
 SUSPICIOUS_SCORE = 0.999
 MAX_CV_TEST_GAP = 0.15
-
-_SPLITTERS = {"train_test_split", "ShuffleSplit", "StratifiedShuffleSplit", "GroupShuffleSplit"}
-_CROSS_VALIDATION = {
-    "cross_val_score",
-    "cross_validate",
-    "cross_val_predict",
-    "KFold",
-    "StratifiedKFold",
-    "RepeatedKFold",
-    "RepeatedStratifiedKFold",
-    "GroupKFold",
-    "GridSearchCV",
-    "RandomizedSearchCV",
-    "HalvingGridSearchCV",
-}
-_RANDOM_ESTIMATORS = (
-    "RandomForest",
-    "ExtraTrees",
-    "GradientBoosting",
-    "HistGradientBoosting",
-    "DecisionTree",
-    "MLP",
-    "SGD",
-    "Bagging",
-    "AdaBoost",
-    "XGB",
-    "LGBM",
-)
-_IMBALANCE_REMEDIES = (
-    "class_weight",
-    "sample_weight",
-    "compute_sample_weight",
-    "smote",
-    "randomoversampler",
-    "randomundersampler",
-    "resample",
-    "scale_pos_weight",
-    "balancedrandomforest",
-)
-_FEATURE_WORDS = {
-    "feature",
-    "features",
-    "predictor",
-    "predictors",
-    "col",
-    "cols",
-    "column",
-    "columns",
-    "x",
-    "num",
-    "numeric",
-    "numerical",
-    "cat",
-    "categorical",
-    "input",
-    "inputs",
-}
-_NOT_FEATURE_WORDS = {
-    "drop",
-    "dropped",
-    "exclude",
-    "excluded",
-    "ignore",
-    "ignored",
-    "id",
-    "ids",
-    "leak",
-    "leakage",
-    "target",
-    "remove",
-    "removed",
-    "skip",
-    "unused",
-    "label",
-    "labels",
-    "y",
-    "all",
-}
+MAX_CV_STD = 0.1
 
 
-def _call_name(call: ast.Call) -> str:
-    func = call.func
-    if isinstance(func, ast.Attribute):
-        return func.attr
-    if isinstance(func, ast.Name):
-        return func.id
-    return ""
-
-
-def _keyword(call: ast.Call, name: str) -> ast.expr | None:
-    return next((k.value for k in call.keywords if k.arg == name), None)
-
-
-def _is_none(node: ast.expr | None) -> bool:
-    return isinstance(node, ast.Constant) and node.value is None
-
-
-@dataclass
-class _CodeFacts:
-    """What the critic could establish about a script without running it."""
-
-    constants: dict[str, object] = field(default_factory=dict)
-    feature_lists: dict[str, list[str]] = field(default_factory=dict)
-    dropped: set[str] = field(default_factory=set)  # strings passed to .drop(...)
-    calls: list[ast.Call] = field(default_factory=list)
-    global_seed: bool = False
-    source_lower: str = ""
-
-    def called(self, names: Iterable[str]) -> list[ast.Call]:
-        wanted = set(names)
-        return [c for c in self.calls if _call_name(c) in wanted]
-
-
-def _resolve(node: ast.expr | None, env: dict[str, object]) -> object:
-    """The value of a literal expression, following names assigned earlier; None if unknown."""
-    if node is None:
-        return None
-    if isinstance(node, ast.Constant):
-        return node.value
-    if isinstance(node, ast.Name):
-        return env.get(node.id)
-    if isinstance(node, (ast.List, ast.Tuple, ast.Set)):
-        items: list[object] = []
-        for element in node.elts:
-            if isinstance(element, ast.Starred):
-                inner = _resolve(element.value, env)
-                items.extend(inner if isinstance(inner, list) else [])
-            else:
-                items.append(_resolve(element, env))
-        return items
-    if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Add):
-        left, right = _resolve(node.left, env), _resolve(node.right, env)
-        if isinstance(left, list) and isinstance(right, list):
-            return left + right
-        return None
-    if isinstance(node, ast.Dict):
-        keys = [_resolve(k, env) for k in node.keys if k is not None]
-        return {k: True for k in keys if isinstance(k, str)}
-    if isinstance(node, ast.Call) and _call_name(node) in {"list", "tuple", "sorted"} and node.args:
-        return _resolve(node.args[0], env)
-    return None
-
-
-def _strings(value: object) -> list[str]:
-    if isinstance(value, str):
-        return [value]
-    if isinstance(value, (list, dict)):
-        return [v for v in value if isinstance(v, str)]
-    return []
-
-
-def _is_feature_name(name: str) -> bool:
-    words = {w for w in name.lower().split("_") if w}
-    if words & _NOT_FEATURE_WORDS - {"x"}:
-        return False
-    return bool(words & _FEATURE_WORDS) or name.lower().startswith("feature")
-
-
-def _analyse(tree: ast.Module, source: str) -> _CodeFacts:
-    facts = _CodeFacts(source_lower=source.lower())
-    assigns = sorted(
-        (n for n in ast.walk(tree) if isinstance(n, (ast.Assign, ast.AnnAssign))),
-        key=lambda n: (n.lineno, n.col_offset),
-    )
-    for node in assigns:
-        targets = node.targets if isinstance(node, ast.Assign) else [node.target]
-        value = _resolve(node.value, facts.constants)
-        for target in targets:
-            if not isinstance(target, ast.Name):
-                continue
-            if value is not None:
-                facts.constants[target.id] = value
-            if value is not None and _is_feature_name(target.id) and _strings(value):
-                facts.feature_lists[target.id] = _strings(value)
-            # X = df[["a", "b"]]: the frame's columns are the features.
-            if (
-                target.id.lower().startswith("x")
-                and isinstance(node.value, ast.Subscript)
-                and isinstance(node.value.slice, ast.List)
-            ):
-                columns = _strings(_resolve(node.value.slice, facts.constants))
-                if columns:
-                    facts.feature_lists[target.id] = columns
-    for node in ast.walk(tree):
-        if not isinstance(node, ast.Call):
-            continue
-        facts.calls.append(node)
-        name = _call_name(node)
-        if name == "drop":
-            named = [k.value for k in node.keywords if k.arg in {"columns", "labels"}]
-            for arg in [*node.args, *named]:
-                facts.dropped.update(_strings(_resolve(arg, facts.constants)))
-        elif name in {"ColumnTransformer", "make_column_transformer"}:
-            specs = (
-                node.args[0].elts
-                if name == "ColumnTransformer"
-                and node.args
-                and isinstance(node.args[0], (ast.List, ast.Tuple))
-                else node.args
-            )
-            for spec in specs:
-                if isinstance(spec, ast.Tuple) and len(spec.elts) in (2, 3):
-                    columns = _strings(_resolve(spec.elts[-1], facts.constants))
-                    if columns:
-                        facts.feature_lists[f"{name}:{len(facts.feature_lists)}"] = columns
-        elif name == "seed" and "random.seed" in ast.unparse(node.func):
-            facts.global_seed = True
-    return facts
-
-
-def _code_target(facts: _CodeFacts) -> str | None:
-    for name, value in facts.constants.items():
-        if isinstance(value, str) and name.lower() in {
-            "target",
-            "target_col",
-            "target_column",
-            "label",
-            "label_col",
-            "y_col",
-        }:
-            return value
-    return None
+def _finding(severity: Literal["info", "warning", "error"], category: str, message: str) -> Finding:
+    return Finding(severity=severity, category=category, message=message)
 
 
 def _leakage(
-    facts: _CodeFacts, target: str, ctx: AgentContext, human_drop: list[str]
+    facts: CodeFacts, target: str, profile: DatasetProfile, human_drop: list[str]
 ) -> list[Finding]:
-    profile = ctx.dataset.profile
+    """The target, identifiers, target-named or human-dropped columns among the features."""
     names = [c.name for c in profile.columns]
-    findings: list[Finding] = []
     if facts.feature_lists:
         used = {c for cols in facts.feature_lists.values() for c in cols}
-        where = {c: n for n, cols in facts.feature_lists.items() for c in cols}
-        if target in used:
-            findings.append(
-                Finding(
-                    severity="error",
-                    category="leakage",
-                    message=f"The target {target!r} is among the features ({where[target]}): the "
-                    "model sees the answer. Remove it from the feature lists.",
-                )
-            )
-    elif target in facts.dropped:
-        used = {n for n in names if n not in facts.dropped}
+    elif target in facts.excluded:
+        used = {n for n in names if n not in facts.excluded}  # everything not dropped
     else:
+        return [
+            _finding(
+                "warning",
+                "leakage",
+                f"Could not find the feature columns or a drop of the target {target!r}; make the "
+                "feature lists explicit so leakage can be ruled out.",
+            )
+        ]
+    findings = []
+    if target in used:
+        where = next(n for n, cols in facts.feature_lists.items() if target in cols)
         findings.append(
-            Finding(
-                severity="warning",
-                category="leakage",
-                message=f"Could not find the feature columns or a drop of the target {target!r}; "
-                "make the feature lists explicit so leakage can be ruled out.",
+            _finding(
+                "error",
+                "leakage",
+                f"The target {target!r} is among the features ({where}): the model sees the "
+                "answer. Remove it from the feature lists.",
             )
         )
-        return findings
     for column in profile.id_columns:
         if column in used and column != target:
             findings.append(
-                Finding(
-                    severity="warning",
-                    category="leakage",
-                    message=f"Identifier column {column!r} is used as a feature: it is unique per "
-                    "row and lets the model memorise rows; exclude it.",
+                _finding(
+                    "warning",
+                    "leakage",
+                    f"Identifier column {column!r} is used as a feature: unique per row, it lets "
+                    "the model memorise rows. Exclude it.",
                 )
             )
     for column in names:
         if column in used and leaky_by_name(column, target):
             findings.append(
-                Finding(
-                    severity="warning",
-                    category="leakage",
-                    message=f"Column {column!r} looks derived from the target {target!r}; "
-                    "check that it is known before the outcome, or exclude it.",
+                _finding(
+                    "warning",
+                    "leakage",
+                    f"Column {column!r} looks derived from the target {target!r}: check that it is "
+                    "known before the outcome, or exclude it.",
                 )
             )
     for column in human_drop:
         if column in used:
             findings.append(
-                Finding(
-                    severity="error",
-                    category="feedback",
-                    message=f"Column {column!r} is used although the reviewer asked to drop it.",
+                _finding(
+                    "error",
+                    "feedback",
+                    f"Column {column!r} is used although the reviewer asked to drop it.",
                 )
             )
     return findings
 
 
-def _evaluation(facts: _CodeFacts) -> list[Finding]:
-    findings: list[Finding] = []
-    splits = facts.called(_SPLITTERS)
-    if not splits and not facts.called(_CROSS_VALIDATION):
+def _evaluation(facts: CodeFacts) -> list[Finding]:
+    """A held-out split, and seeds that make its scores comparable between revisions."""
+    splits = facts.called(SPLITTERS)
+    if not splits and not facts.called(CROSS_VALIDATION):
         return [
-            Finding(
-                severity="error",
-                category="evaluation",
-                message="No train/test split or cross-validation: the score is measured on the "
-                "training data. Hold out a test set with train_test_split.",
+            _finding(
+                "error",
+                "evaluation",
+                "No train/test split or cross-validation: the score is measured on the training "
+                "data. Hold out a test set with train_test_split.",
             )
         ]
+    findings = []
     if not splits:
         findings.append(
-            Finding(
-                severity="warning",
-                category="evaluation",
-                message="Cross-validation only, no held-out train/test split: add "
-                "train_test_split so the final score comes from unseen rows.",
+            _finding(
+                "warning",
+                "evaluation",
+                "Cross-validation only, no held-out train/test split: add train_test_split so the "
+                "final score comes from rows the model selection never saw.",
             )
         )
-    if facts.global_seed:
+    if facts.global_seed:  # the global RNG is seeded, so unseeded calls still repeat
         return findings
-    for call in facts.called({"train_test_split"}):
-        if _is_none(_keyword(call, "random_state")) or _keyword(call, "random_state") is None:
-            findings.append(
-                Finding(
-                    severity="error",
-                    category="reproducibility",
-                    message="train_test_split has no fixed random_state: the test set changes on "
-                    "every run, so scores cannot be compared between revisions. Set "
-                    "random_state=42.",
-                )
-            )
-            break
-    unseeded = sorted(
-        {
-            _call_name(c)
-            for c in facts.calls
-            if (
-                _call_name(c).startswith(_RANDOM_ESTIMATORS)
-                or (
-                    _call_name(c) in {"KFold", "StratifiedKFold"}
-                    and isinstance(_keyword(c, "shuffle"), ast.Constant)
-                    and getattr(_keyword(c, "shuffle"), "value", False) is True
-                )
-            )
-            and (_keyword(c, "random_state") is None or _is_none(_keyword(c, "random_state")))
-        }
-    )
-    if unseeded:
+    if facts.split_unseeded():
         findings.append(
-            Finding(
-                severity="warning",
-                category="reproducibility",
-                message="No random_state on "
-                + ", ".join(unseeded)
-                + ": results vary between runs.",
+            _finding(
+                "error",
+                "reproducibility",
+                "train_test_split has no fixed random_state: the test set changes on every run, so "
+                "scores cannot be compared between revisions. Set random_state=42.",
+            )
+        )
+    if unseeded := facts.unseeded():
+        findings.append(
+            _finding(
+                "warning",
+                "reproducibility",
+                f"No random_state on {', '.join(unseeded)}: results vary between runs.",
             )
         )
     return findings
 
 
-def _imbalance(facts: _CodeFacts, ctx: AgentContext, target: str, task_type: str) -> list[Finding]:
-    profile = ctx.dataset.profile
-    if task_type != "classification" or not is_imbalanced(profile, target):
+def _imbalance(facts: CodeFacts, profile: DatasetProfile, cols: ColumnPlan) -> list[Finding]:
+    if cols.task_type != "classification" or not is_imbalanced(profile, cols.target):
         return []
-    if any(remedy in facts.source_lower for remedy in _IMBALANCE_REMEDIES) and not (
-        "class_weight=none" in facts.source_lower.replace(" ", "")
-        and "balanced" not in facts.source_lower
-    ):
+    if facts.handles_imbalance():
         return []
-    ratio = imbalance_ratio(profile, target) or 0.0
-    severe = ratio < SEVERE_IMBALANCE_RATIO
+    ratio = imbalance_ratio(profile, cols.target) or 0.0
     return [
-        Finding(
-            severity="error" if severe else "warning",
-            category="imbalance",
-            message=f"The classes of {target!r} are imbalanced (smallest/largest = {ratio:.2f}) "
-            "but the code does nothing about it: use class_weight='balanced' (or sample "
-            "weights) and a stratified split.",
+        _finding(
+            "error" if ratio < SEVERE_IMBALANCE_RATIO else "warning",
+            "imbalance",
+            f"The classes of {cols.target!r} are imbalanced (smallest/largest = {ratio:.2f}) but "
+            "the code does nothing about it: use class_weight='balanced' (or sample weights) and "
+            "a stratified split.",
         )
     ]
+
+
+def _review_code(code: str, ctx: AgentContext, cols: ColumnPlan) -> list[Finding]:
+    try:
+        compile(code, "training.py", "exec")  # also catches what parsing alone allows
+        tree = ast.parse(code, "training.py")
+    except SyntaxError as exc:
+        problem = f"{exc.msg} (line {exc.lineno})"
+        return [_finding("error", "syntax", f"The training code does not compile: {problem}.")]
+    except ValueError as exc:  # e.g. null bytes in the source
+        return [_finding("error", "syntax", f"The training code does not compile: {exc}.")]
+    facts = analyse(tree)
+    profile = ctx.dataset.profile
+    findings = _leakage(facts, cols.target, profile, cols.human.drop)
+    if facts.target is not None and facts.target != cols.target:
+        findings.append(
+            _finding(
+                "warning",
+                "goal",
+                f"The code predicts {facts.target!r}; the plan's target is {cols.target!r}.",
+            )
+        )
+        if facts.target in {c.name for c in profile.columns}:
+            findings += _leakage(facts, facts.target, profile, [])
+    return findings + _evaluation(facts) + _imbalance(facts, profile, cols)
 
 
 def _number(metrics: dict[str, float | str], key: str) -> float | None:
@@ -401,112 +189,91 @@ def _number(metrics: dict[str, float | str], key: str) -> float | None:
     return value if math.isfinite(value) else None
 
 
-def _result(result: ExecutionResult | None, target: str) -> tuple[list[Finding], str]:
-    """Findings about the run and a one-line account of its score."""
+def _review_result(result: ExecutionResult | None, target: str) -> tuple[list[Finding], str]:
+    """Findings about the run, and a one-line account of its score for the summary."""
     if result is None:
-        return [
-            Finding(
-                severity="warning",
-                category="execution",
-                message="The training code has not been run yet; nothing to score.",
-            )
-        ], ""
+        return [_finding("warning", "execution", "The training code has not been run yet.")], ""
     if result.exit_code != 0:
-        last = [line for line in result.stderr_tail.strip().splitlines() if line.strip()]
-        cause = f": {last[-1].strip()[:300]}" if last else ""
+        lines = [line.strip() for line in result.stderr_tail.splitlines() if line.strip()]
+        cause = f": {lines[-1][:300]}" if lines else ""
         return [
-            Finding(
-                severity="error",
-                category="execution",
-                message=f"The training run failed with exit code {result.exit_code}{cause}. "
-                "Fix the cause before judging the model.",
+            _finding(
+                "error",
+                "execution",
+                f"The training run failed with exit code {result.exit_code}{cause}. Fix the cause "
+                "before judging the model.",
             )
         ], f"the run failed (exit code {result.exit_code})"
+
     metrics = result.metrics or {}
-    findings: list[Finding] = []
-    absent = [k for k in REQUIRED_METRICS if k not in metrics]
-    if absent:
-        findings.append(
-            Finding(
-                severity="warning",
-                category="metrics",
-                message="metrics.json lacks " + ", ".join(absent) + ".",
-            )
-        )
+    findings = []
+    if absent := [k for k in REQUIRED_METRICS if k not in metrics]:
+        findings.append(_finding("warning", "metrics", f"metrics.json lacks {', '.join(absent)}."))
     score, baseline = _number(metrics, "score"), _number(metrics, "baseline_score")
-    metric = str(metrics.get("metric", "score"))
     if score is None or baseline is None:
         findings.append(
-            Finding(
-                severity="warning",
-                category="baseline",
-                message="No score and baseline_score to compare: cannot tell whether the model "
-                "beats a trivial baseline.",
+            _finding(
+                "warning",
+                "baseline",
+                "No score and baseline_score to compare: cannot tell whether the model beats a "
+                "trivial baseline.",
             )
         )
         return findings, "no comparable score"
-    lower_better = (
-        any(word in metric.lower() for word in LOWER_IS_BETTER) and "neg" not in metric.lower()
-    ) or _number(metrics, "higher_is_better") == 0.0
+
+    metric = str(metrics.get("metric", "score"))
+    lower_better = _number(metrics, "higher_is_better") == 0.0 or (
+        metric.lower().endswith(LOWER_IS_BETTER) and not metric.lower().startswith("neg")
+    )
     gain = baseline - score if lower_better else score - baseline
     account = f"{metric} {score:.4f} on the test set vs {baseline:.4f} for the baseline"
     if gain <= 0:
         findings.append(
-            Finding(
-                severity="error",
-                category="baseline",
-                message=f"The model does not beat the trivial baseline ({account}). Try other "
-                "features or models; check the target and the preprocessing.",
+            _finding(
+                "error",
+                "baseline",
+                f"The model does not beat the trivial baseline ({account}). Try other features or "
+                "models; check the target and the preprocessing.",
             )
         )
     elif gain < MIN_MARGIN:
         findings.append(
-            Finding(
-                severity="warning",
-                category="baseline",
-                message=f"The model barely beats the trivial baseline ({account}).",
+            _finding(
+                "warning", "baseline", f"The model barely beats the trivial baseline ({account})."
             )
         )
-    if (
-        not lower_better
-        and score >= SUSPICIOUS_SCORE
-        and metric
-        in {"roc_auc", "accuracy", "balanced_accuracy", "f1", "f1_macro", "f1_weighted", "r2"}
-    ):
+    if not lower_better and metric in BOUNDED_METRICS and score >= SUSPICIOUS_SCORE:
         findings.append(
-            Finding(
-                severity="warning",
-                category="leakage",
-                message=f"A near-perfect {metric} of {score:.4f} is suspicious: check for features "
-                "that encode the target.",
+            _finding(
+                "warning",
+                "leakage",
+                f"A near-perfect {metric} of {score:.4f} is suspicious: look for features that "
+                "encode the target.",
             )
         )
     cv_mean, cv_std = _number(metrics, "cv_mean"), _number(metrics, "cv_std")
     if cv_mean is not None and abs(score - cv_mean) > MAX_CV_TEST_GAP:
         findings.append(
-            Finding(
-                severity="warning",
-                category="evaluation",
-                message=f"The test score ({score:.4f}) and the cross-validation mean "
-                f"({cv_mean:.4f}) disagree: the evaluation is unstable or the split "
-                "unrepresentative.",
+            _finding(
+                "warning",
+                "evaluation",
+                f"The test score ({score:.4f}) and the cross-validation mean ({cv_mean:.4f}) "
+                "disagree: the evaluation is unstable or the split unrepresentative.",
             )
         )
-    if cv_std is not None and cv_std > 0.1:
+    if cv_std is not None and cv_std > MAX_CV_STD:
         findings.append(
-            Finding(
-                severity="warning",
-                category="evaluation",
-                message=f"Cross-validation scores vary widely (std {cv_std:.3f}).",
+            _finding(
+                "warning", "evaluation", f"Cross-validation scores vary widely (std {cv_std:.3f})."
             )
         )
     reported = metrics.get("target")
     if isinstance(reported, str) and reported != target:
         findings.append(
-            Finding(
-                severity="warning",
-                category="goal",
-                message=f"The run predicts {reported!r}, but the plan's target is {target!r}.",
+            _finding(
+                "warning",
+                "goal",
+                f"The run predicts {reported!r}; the plan's target is {target!r}.",
             )
         )
     return findings, account
@@ -515,54 +282,19 @@ def _result(result: ExecutionResult | None, target: str) -> tuple[list[Finding],
 def review_training(ctx: AgentContext) -> Review:
     """Accept the training, or ask for a revision when any finding is an error."""
     cols = plan_columns(ctx.dataset.profile, ctx.plan, ctx.feedback, ctx.user_goal)
-    findings: list[Finding] = []
     code = ctx.training_code.code if ctx.training_code else ""
-    if not code.strip():
-        findings.append(
-            Finding(
-                severity="error", category="code", message="There is no training code to review."
-            )
-        )
+    if code.strip():
+        findings = _review_code(code, ctx, cols)
     else:
-        try:
-            tree = ast.parse(compile(code, "training.py", "exec", ast.PyCF_ONLY_AST))
-        except SyntaxError as exc:
-            findings.append(
-                Finding(
-                    severity="error",
-                    category="syntax",
-                    message=f"The training code does not compile: {exc.msg} (line {exc.lineno}).",
-                )
-            )
-        else:
-            facts = _analyse(tree, code)
-            code_target = _code_target(facts)
-            if code_target is not None and code_target != cols.target:
-                findings.append(
-                    Finding(
-                        severity="warning",
-                        category="goal",
-                        message=f"The code's target is {code_target!r}; the plan's is "
-                        f"{cols.target!r}.",
-                    )
-                )
-            findings += _leakage(facts, cols.target, ctx, cols.human.drop)
-            if code_target and code_target != cols.target:
-                findings += _leakage(facts, code_target, ctx, [])
-            findings += _evaluation(facts)
-            findings += _imbalance(facts, ctx, cols.target, cols.task_type)
-    result_findings, account = _result(ctx.training_result, cols.target)
+        findings = [_finding("error", "code", "There is no training code to review.")]
+    result_findings, account = _review_result(ctx.training_result, cols.target)
     findings += result_findings
 
     errors = [f for f in findings if f.severity == "error"]
     warnings = [f for f in findings if f.severity == "warning"]
-    verdict = "revise" if errors else "accept"
     if errors:
-        summary = (
-            f"Revise: {len(errors)} problem(s) to fix ("
-            + ", ".join(dict.fromkeys(f.category for f in errors))
-            + ")"
-        )
+        categories = ", ".join(dict.fromkeys(f.category for f in errors))
+        summary = f"Revise: {len(errors)} problem(s) to fix ({categories})"
     else:
         summary = "Accept: the evaluation is sound"
     if account:
@@ -571,10 +303,8 @@ def review_training(ctx: AgentContext) -> Review:
         summary += f"; {len(warnings)} warning(s)"
     if not findings:
         findings.append(
-            Finding(
-                severity="info",
-                category="review",
-                message="No leakage, evaluation or result problems found.",
-            )
+            _finding("info", "review", "No leakage, evaluation or result problems found.")
         )
-    return Review(verdict=verdict, summary=summary + ".", findings=findings)
+    return Review(
+        verdict="revise" if errors else "accept", summary=summary + ".", findings=findings
+    )

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
-from activities.offline.selection import ColumnPlan, plan_columns
+from activities.offline.selection import (
+    ColumnPlan,
+    is_numeric_feature,
+    plan_columns,
+    stored_as_text,
+)
 from activities.offline.snippets import (
     JSON_SAFE,
     LOAD_DATASET,
@@ -70,8 +75,8 @@ def main() -> None:
     if TARGET not in df.columns:
         raise SystemExit(f"target column {TARGET!r} is not in the dataset")
     # Numbers stored as text (blanks for missing values, say) are parsed into numbers.
-    for col in TEXT_NUMERIC_COLUMNS:
-        if col in df.columns:
+    for col in TEXT_NUMERIC_COLUMNS + NUMERIC_COLUMNS:
+        if col in df.columns and not pd.api.types.is_numeric_dtype(df[col]):
             df[col] = pd.to_numeric(df[col], errors="coerce")
     numeric = [c for c in NUMERIC_COLUMNS if c in df.columns]
     categorical = [c for c in CATEGORICAL_COLUMNS if c in df.columns]
@@ -135,8 +140,11 @@ def main() -> None:
         print(stats.round(3).head(MAX_PRINTED_ROWS).to_string())
         numeric_summary = stats.to_dict(orient="index")
         for col in numeric:
-            if df[col].nunique() <= 1:
+            if df[col].nunique() == 1:
                 issues.append(f"{col!r} is constant")
+            infinite = int(np.isinf(df[col]).sum())
+            if infinite:
+                issues.append(f"{col!r} has {infinite} infinite values (treated as missing)")
     else:
         print("No numeric features.")
 
@@ -147,6 +155,8 @@ def main() -> None:
         top = {str(k): int(v) for k, v in counts.head(5).items()}
         categorical_summary[col] = {"unique": int(df[col].nunique()), "top": top}
         print(f"{col}: {df[col].nunique()} distinct; top: {top}")
+        if df[col].nunique() == 1:
+            issues.append(f"{col!r} is constant")
         if df[col].nunique() > 50:
             issues.append(f"{col!r} has {df[col].nunique()} categories (high cardinality)")
     if not categorical:
@@ -254,9 +264,7 @@ def _eda_columns(
     for column in profile.columns:
         if column.name in skip:
             continue
-        if column.kind == "numeric" or (
-            column.kind == "boolean" and column.dtype.lower().startswith(("int", "uint", "float"))
-        ):
+        if is_numeric_feature(column):
             numeric.append(column.name)
         elif column.kind in ("categorical", "boolean"):
             categorical.append(column.name)
@@ -270,21 +278,17 @@ def write_eda_code(ctx: AgentContext) -> GeneratedCode:
     profile = ctx.dataset.profile
     cols = plan_columns(profile, ctx.plan, ctx.feedback, ctx.user_goal)
     numeric, categorical, other = _eda_columns(profile, cols)
+    # The target too: a numeric target stored as text must be parsed to be described.
     text_numeric = [
-        c.name
-        for c in profile.columns
-        if c.kind == "numeric"
-        and c.name not in cols.human.drop
-        and not c.dtype.lower().startswith(("int", "uint", "float"))
+        c.name for c in profile.columns if stored_as_text(c) and c.name not in cols.human.drop
     ]
     not_features = {c: r for c, r in cols.excluded.items() if c not in cols.human.drop}
 
     header = docstring(
         [
             f"Exploratory data analysis for: {ctx.user_goal.strip() or 'the uploaded dataset'}",
-            "",
-            f"Written by the offline data-engineering agent (version {ctx.version}) from a",
-            f"profile of {profile.rows:,} rows x {len(profile.columns)} columns. Reads",
+            f"Written by the offline data-engineering agent (version {ctx.version}) from a "
+            f"profile of {profile.rows:,} rows x {len(profile.columns)} columns. Reads "
             "DATASET_PATH, prints a report and writes OUTPUT_DIR/eda_summary.json.",
         ]
     )
@@ -298,8 +302,12 @@ def write_eda_code(ctx: AgentContext) -> GeneratedCode:
                 [c for c in profile.id_columns if c not in cols.human.drop],
                 "Identifier columns: described, never used as features.",
             ),
-            literal("NUMERIC_COLUMNS", numeric),
-            literal("CATEGORICAL_COLUMNS", categorical),
+            literal("NUMERIC_COLUMNS", numeric, "Summarised and correlated with the target."),
+            literal(
+                "CATEGORICAL_COLUMNS",
+                categorical,
+                "Most frequent values, and association with the target.",
+            ),
             literal("OTHER_COLUMNS", other, "Free text and dates: only counted."),
             literal("TEXT_NUMERIC_COLUMNS", text_numeric, "Numbers stored as text in the file."),
             literal("NOT_FEATURES", not_features, "Columns the model will leave out, and why."),

@@ -6,7 +6,7 @@ import re
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 
-from activities.offline.names import mentions, quoted, strip_mentions
+from activities.offline.names import first_mention, mentions, quoted, strip_mentions
 from workflows.models import DatasetProfile, Feedback
 
 # One alternation so that "don't drop" is read as a request to keep, not to drop.
@@ -24,6 +24,10 @@ _SCOPE_END = re.compile(
     r"\b(?:but|then|also|show|plot|check|compute|print|add|look|instead|because|since|so|as"
     r"|and (?:please|show|plot|check|compute|print|add|look))\b"
 )
+# How a critic reports a run that broke, as opposed to a model that is merely weak.
+_RUN_FAILED = re.compile(
+    r"exit code|traceback|timed? ?out|memoryerror|out of memory|run failed|crash|did not run"
+)
 _ID_WORDS = re.compile(r"\b(?:ids?|identifiers?|id columns?|index column)\b")
 _TARGET_REQUEST = re.compile(
     r"(?:target|label)(?: column)?\s+(?:is|should be|=|:)\s+(?P<a>.+)"
@@ -39,7 +43,7 @@ class HumanRequests:
     drop: list[str] = field(default_factory=list)
     target: str | None = None
     unmatched: list[str] = field(default_factory=list)  # requests naming no known column
-    refused: list[str] = field(default_factory=list)  # e.g. dropping the target itself
+    refused: list[str] = field(default_factory=list)  # drops not done (the target itself)
 
 
 @dataclass
@@ -55,7 +59,7 @@ class CriticRequests:
     addressed: list[str] = field(default_factory=list)  # a human-readable line per change
 
     @property
-    def any(self) -> bool:
+    def has_changes(self) -> bool:
         return bool(self.addressed)
 
 
@@ -78,8 +82,10 @@ def _target_request(sentence: str, columns: Sequence[str]) -> str | None:
     if not match:
         return None
     phrase = next(g for g in match.groups() if g)
-    named = _columns_named(phrase, columns, [])
-    return named[0] if named else None
+    # "the target is churn, drop tenure": the column named first is the target.
+    positions = {c: first_mention(phrase, c) for c in _columns_named(phrase, columns, [])}
+    found = {c: p for c, p in positions.items() if p is not None}
+    return min(found, key=lambda c: found[c]) if found else None
 
 
 def parse_human_feedback(feedback: Iterable[Feedback], profile: DatasetProfile) -> HumanRequests:
@@ -109,10 +115,6 @@ def parse_human_feedback(feedback: Iterable[Feedback], profile: DatasetProfile) 
                     requests.unmatched.append(f"{verb.group(0)}{scope}".strip())
                 for name in named:
                     dropped.add(name)
-    target = requests.target or profile.target
-    if target in dropped:
-        dropped.discard(target)
-        requests.refused.append(target)
     requests.drop = [c for c in columns if c in dropped]  # in the dataset's order
     return requests
 
@@ -152,7 +154,7 @@ def parse_critic_feedback(
                         requests.leakage_columns.append(name)
             if "baseline" in lowered:
                 requests.beat_baseline = True
-            if re.search(r"fail|exit code|traceback|timed? ?out|memory|exception", lowered):
+            if _RUN_FAILED.search(lowered):
                 requests.run_failed = True
             if "random_state" in lowered or "seed" in lowered or "reproducib" in lowered:
                 requests.reproducibility = True

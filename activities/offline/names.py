@@ -58,6 +58,12 @@ def mentions(text: str, name: str) -> bool:
     return _mention_pattern(name).search(text) is not None
 
 
+def first_mention(text: str, name: str) -> int | None:
+    """Where lower-cased `text` first names the column, or None."""
+    match = _mention_pattern(name).search(text)
+    return match.start() if match else None
+
+
 def strip_mentions(text: str, name: str) -> str:
     """`text` with every whole-word mention of the column blanked out."""
     return _mention_pattern(name).sub(" ", text)

@@ -31,19 +31,10 @@ _BOOLEAN_WORDS = [{"yes", "no"}, {"true", "false"}, {"y", "n"}, {"t", "f"}]
 _DATE_LIKE = re.compile(
     r"^\s*(\d{4}[-/.]\d{1,2}[-/.]\d{1,2}|\d{1,2}[-/.]\d{1,2}[-/.]\d{2,4})([ T]\d{1,2}:\d{2}.*)?\s*$"
 )
-_ID_NAMES = {
-    "id",
-    "uuid",
-    "guid",
-    "rownumber",
-    "rownum",
-    "rowid",
-    "index",
-    "recordid",
-    "serial",
-    "serialnumber",
-    "key",
-}
+# Column names that mean "row identifier" on their own (compared without separators).
+_ID_NAMES = frozenset(
+    "id uuid guid rownumber rownum rowid index recordid serial serialnumber key".split()
+)
 
 
 def _sniff_delimiter(path: Path, encoding: str) -> str:
@@ -167,8 +158,10 @@ def _profile_column(name: str, series: pd.Series) -> tuple[ColumnProfile, pd.Ser
         unique=int(non_null.nunique()),
         sample_values=[_as_text(v) for v in pd.unique(non_null)[:MAX_SAMPLE_VALUES]],
     )
-    if kind == "numeric" and len(non_null):
-        as_float = non_null.astype(float)
+    as_float = non_null.astype(float) if kind == "numeric" else pd.Series(dtype=float)
+    # Statistics over the finite values: one infinity would make them all meaningless.
+    as_float = as_float[np.isfinite(as_float)]
+    if len(as_float):
         profile.mean = _finite(as_float.mean())
         profile.std = _finite(as_float.std()) if len(as_float) > 1 else None
         profile.min = _finite(as_float.min())
@@ -200,7 +193,7 @@ def _is_id(profile: ColumnProfile, values: pd.Series) -> bool:
     if profile.kind in ("text", "categorical"):
         # Distinct short tokens ("7590-VHVEG") are keys; distinct sentences are text.
         as_text = non_null.astype(str)
-        return bool(as_text.str.len().mean() <= 40 and not as_text.str.contains(" ").mean() > 0.5)
+        return bool(as_text.str.len().mean() <= 40 and as_text.str.contains(" ").mean() <= 0.5)
     if pd.api.types.is_integer_dtype(values):
         return bool(non_null.is_monotonic_increasing or non_null.is_monotonic_decreasing)
     return False
@@ -212,7 +205,9 @@ def _is_whole(values: pd.Series) -> bool:
         return True
     if not pd.api.types.is_numeric_dtype(non_null):
         return False
-    return bool(np.all(np.mod(non_null.to_numpy(dtype=float), 1.0) == 0.0))
+    numbers = non_null.to_numpy(dtype=float)
+    numbers = numbers[np.isfinite(numbers)]
+    return bool(np.all(np.mod(numbers, 1.0) == 0.0))
 
 
 def class_balance(values: pd.Series) -> dict[str, int]:

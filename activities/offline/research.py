@@ -24,6 +24,11 @@ def _names(columns: list[str], limit: int = 6) -> str:
     return shown + (f" and {len(columns) - limit} more" if len(columns) > limit else "")
 
 
+def _number(value: float) -> str:
+    """Large numbers in full with separators, small ones to four significant digits."""
+    return f"{value:,.0f}" if abs(value) >= 10_000 else f"{value:.4g}"
+
+
 def _balance_text(profile: DatasetProfile, limit: int = 4) -> str:
     counts = profile.class_balance or {}
     total = sum(counts.values()) or 1
@@ -68,13 +73,13 @@ def plan_research(user_goal: str, profile: DatasetProfile) -> ResearchPlan:
             f"Predict {target!r} as {kind} classification; classes: {_balance_text(profile)}."
         )
     else:
-        spread = (
-            f" (mean {target_profile.mean:.4g}, std {target_profile.std:.4g}, "
-            f"range {target_profile.min:.4g} to {target_profile.max:.4g})"
-            if None
-            not in (target_profile.mean, target_profile.std, target_profile.min, target_profile.max)
-            else ""
-        )
+        t = target_profile
+        spread = ""
+        if t.mean is not None and t.std is not None and t.min is not None and t.max is not None:
+            spread = (
+                f" (mean {_number(t.mean)}, std {_number(t.std)}, "
+                f"range {_number(t.min)} to {_number(t.max)})"
+            )
         steps.append(f"Predict {target!r} as a regression{spread}.")
     if target_profile.missing:
         steps.append(

@@ -21,6 +21,11 @@ IMBALANCE_RATIO = 0.5
 SEVERE_IMBALANCE_RATIO = 0.2
 # Columns missing in more than this share of rows carry too little to impute from.
 MAX_MISSING_SHARE = 0.95
+# Below this many rows a random forest is affordable and usually the stronger tree model;
+# above it, histogram gradient boosting trains in seconds where a forest would take minutes.
+SMALL_DATA_ROWS = 5_000
+SEED = 42
+TEST_SIZE = 0.2
 
 
 @dataclass(frozen=True)
@@ -101,9 +106,9 @@ def _reason_to_exclude(column: ColumnProfile, profile: DatasetProfile, target: s
     if column.kind == "datetime":
         return "date/time: not used as a raw feature"
     if column.kind == "text":
-        return f"free text / very high cardinality ({column.unique} distinct values)"
+        return f"free text / very high cardinality: {column.unique} distinct values"
     if profile.rows and column.missing > MAX_MISSING_SHARE * profile.rows:
-        return f"almost entirely missing ({column.missing} of {profile.rows} rows)"
+        return f"almost entirely missing: {column.missing} of {profile.rows} rows"
     if column.unique <= 1:
         return "constant: a single value"
     if leaky_by_name(column.name, target):
@@ -111,11 +116,18 @@ def _reason_to_exclude(column: ColumnProfile, profile: DatasetProfile, target: s
     return None
 
 
-def _is_numeric_feature(column: ColumnProfile) -> bool:
-    # 0/1 columns stay numbers; yes/no and True/False columns are encoded as categories.
-    if column.kind == "numeric":
-        return True
-    return column.kind == "boolean" and column.dtype.lower().startswith(("int", "uint", "float"))
+def _numeric_dtype(column: ColumnProfile) -> bool:
+    return column.dtype.lower().startswith(("int", "uint", "float"))
+
+
+def is_numeric_feature(column: ColumnProfile) -> bool:
+    """Numbers (and 0/1 flags) are scaled; yes/no and True/False flags are one-hot encoded."""
+    return column.kind == "numeric" or (column.kind == "boolean" and _numeric_dtype(column))
+
+
+def stored_as_text(column: ColumnProfile) -> bool:
+    """A numeric column the CSV reader sees as text (blanks or stray characters in it)."""
+    return column.kind == "numeric" and not _numeric_dtype(column)
 
 
 def plan_columns(
@@ -158,6 +170,9 @@ def plan_columns(
                 excluded.setdefault(name, "excluded by the research plan")
     for name in critic.leakage_columns:
         excluded.setdefault(name, "flagged by the critic as possible leakage")
+    if target in human.drop:  # dropping the target would leave nothing to predict
+        human.drop.remove(target)
+        human.refused.append(target)
     for name in human.drop:
         excluded[name] = "dropped at the reviewer's request"
 
@@ -166,14 +181,9 @@ def plan_columns(
     candidates = planned or names
     features = [n for n in candidates if n != target and n not in excluded]
     by_name = {c.name: c for c in profile.columns}
-    numeric = [n for n in features if _is_numeric_feature(by_name[n])]
-    categorical = [n for n in features if not _is_numeric_feature(by_name[n])]
-    text_numeric = [
-        n
-        for n in numeric
-        if by_name[n].kind == "numeric"
-        and not by_name[n].dtype.lower().startswith(("int", "uint", "float"))
-    ]
+    numeric = [n for n in features if is_numeric_feature(by_name[n])]
+    categorical = [n for n in features if not is_numeric_feature(by_name[n])]
+    text_numeric = [n for n in numeric if stored_as_text(by_name[n])]
     return ColumnPlan(
         target=target,
         task_type=task_type,
@@ -184,13 +194,6 @@ def plan_columns(
         critic=critic,
         text_numeric=text_numeric,
     )
-
-
-# Below this many rows a random forest is affordable and usually the stronger tree model;
-# above it, histogram gradient boosting trains in seconds where a forest would take minutes.
-SMALL_DATA_ROWS = 5_000
-SEED = 42
-TEST_SIZE = 0.2
 
 
 def model_names(task_type: TaskType, rows: int) -> tuple[str, str]:

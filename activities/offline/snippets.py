@@ -75,8 +75,11 @@ def call(head: str, args: list[str], indent: int = 0, width: int = 99) -> str:
     return f"{pad}{head}(\n{wrapped}\n{pad})"
 
 
-def docstring(lines: Iterable[str]) -> str:
-    body = "\n".join(line.replace('"""', "'''") for line in lines)
+def docstring(paragraphs: Iterable[str], width: int = 92) -> str:
+    """A module docstring: the first paragraph is its title, the rest are wrapped."""
+    # The goal is user text: backslashes and triple quotes must not end or break the string.
+    texts = [p.replace("\\", "\\\\").replace('"""', "'''").strip() for p in paragraphs]
+    body = "\n\n".join(textwrap.fill(t, width=width) for t in texts)
     return f'"""{body}\n"""'
 
 

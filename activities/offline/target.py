@@ -7,173 +7,82 @@ from collections.abc import Collection, Sequence
 from activities.offline.names import name_words, normalize, text_words
 from workflows.models import ColumnProfile, TaskType
 
+
+def _words(text: str) -> frozenset[str]:
+    return frozenset(text.split())
+
+
 # Words after which a goal stops naming the target and starts naming the inputs
 # ("predict churn *from* tenure and contract").
-_INPUT_MARKERS = {"using", "from", "based", "given", "with", "via", "by"}
+_INPUT_MARKERS = _words("using from based given with via by")
 
 # Goal words that carry no hint about the target, so they never match a column on their own.
-_STOPWORDS = {
-    "a",
-    "an",
-    "the",
-    "of",
-    "to",
-    "for",
-    "and",
-    "or",
-    "in",
-    "on",
-    "is",
-    "are",
-    "be",
-    "will",
-    "build",
-    "create",
-    "train",
-    "make",
-    "develop",
-    "predict",
-    "prediction",
-    "predicting",
-    "forecast",
-    "estimate",
-    "classify",
-    "classifier",
-    "classification",
-    "regression",
-    "model",
-    "data",
-    "dataset",
-    "column",
-    "value",
-    "mean",
-    "number",
-    "customer",
-    "user",
-    "which",
-    "what",
-    "whether",
-    "who",
-    "how",
-    "much",
-    "many",
-    "it",
-    "that",
-    "this",
-    "my",
-    "our",
-    "their",
-    "per",
-}
+_STOPWORDS = _words(
+    "a an the of to for and or in on is are be will build create train make develop predict "
+    "prediction predicting forecast estimate classify classifier classification regression "
+    "model data dataset column value mean number customer user which what whether who how much "
+    "many it that this my our their per"
+)
 
 # Concepts a goal may name in other words than the column does: (goal words, column names).
-# Goal words of five letters or more also match as prefixes ("churn" -> "churned").
-_CONCEPTS: list[tuple[set[str], set[str]]] = [
+# Goal words are stemmed ("prices" -> "price"); those of five letters or more also match as
+# prefixes ("churn" -> "churned"). Column names are compared without separators.
+_CONCEPTS: list[tuple[frozenset[str], frozenset[str]]] = [
     (
-        {
-            "churn",
-            "attrition",
-            "leave",
-            "left",
-            "cancel",
-            "cancellation",
-            "retention",
-            "retain",
-            "exit",
-            "quit",
-            "defect",
-            "unsubscribe",
-            "stay",
-        },
-        {
-            "churn",
-            "churned",
-            "ischurn",
-            "churnflag",
-            "exited",
-            "exit",
-            "attrition",
-            "left",
-            "hasleft",
-            "cancelled",
-            "canceled",
-            "retained",
-            "leave",
-            "stayed",
-        },
+        _words(
+            "churn attrition leave left cancel cancellation retention retain exit quit defect "
+            "unsubscribe stay"
+        ),
+        _words(
+            "churn churned ischurn churnflag exited exit attrition left hasleft cancelled "
+            "canceled retained leave stayed"
+        ),
     ),
     (
-        {"price", "cost", "valuation", "worth", "sale", "house", "housing", "home"},
-        {
-            "price",
-            "saleprice",
-            "salesprice",
-            "medhouseval",
-            "medianhousevalue",
-            "housevalue",
-            "value",
-            "cost",
-            "listprice",
-            "amount",
-        },
+        _words("price cost valuation worth sale house housing home"),
+        _words(
+            "price saleprice salesprice medhouseval medianhousevalue housevalue value cost "
+            "listprice amount"
+        ),
     ),
     (
-        {"default", "repay", "repayment", "delinquency", "credit", "loan"},
-        {
-            "default",
-            "defaulted",
-            "isdefault",
-            "loanstatus",
-            "defaultpaymentnextmonth",
-            "badloan",
-            "delinquent",
-            "seriousdlqin2yrs",
-        },
+        _words("default repay repayment delinquency credit loan"),
+        _words(
+            "default defaulted isdefault loanstatus defaultpaymentnextmonth badloan "
+            "delinquent seriousdlqin2yrs"
+        ),
     ),
-    ({"fraud", "fraudulent"}, {"fraud", "isfraud", "fraudulent", "class", "label"}),
+    (_words("fraud fraudulent"), _words("fraud isfraud fraudulent class label")),
     (
-        {"survive", "survival", "survived", "die", "death"},
-        {"survived", "survival", "died", "death", "dead", "status"},
+        _words("survive survival survived die death"),
+        _words("survived survival died death dead status"),
     ),
     (
-        {"diagnosis", "disease", "malignant", "benign", "cancer", "tumor", "tumour", "diabete"},
-        {"diagnosis", "malignant", "outcome", "disease", "hasdisease", "target", "class"},
+        _words("diagnosis disease malignant benign cancer tumor tumour diabete"),
+        _words("diagnosis malignant outcome disease hasdisease target class"),
     ),
-    ({"species", "flower", "iris", "variety"}, {"species", "variety", "class"}),
-    ({"income", "salary", "wage", "earning"}, {"income", "salary", "wage", "earnings"}),
+    (_words("species flower iris variety"), _words("species variety class")),
+    (_words("income salary wage earning"), _words("income salary wage earnings")),
+    (_words("sale revenue demand sold"), _words("sales revenue demand unitssold quantity count")),
+    (_words("quality rating grade score"), _words("quality rating grade score")),
+    (_words("progression"), _words("progression target")),
+    (_words("spam"), _words("spam isspam label class")),
     (
-        {"sale", "revenue", "demand", "sold"},
-        {"sales", "revenue", "demand", "unitssold", "quantity", "count"},
+        _words("click convert conversion purchase buy"),
+        _words("clicked click converted conversion purchased purchase"),
     ),
-    ({"quality", "rating", "grade", "score"}, {"quality", "rating", "grade", "score"}),
-    ({"progression"}, {"progression", "target"}),
-    ({"spam"}, {"spam", "isspam", "label", "class"}),
-    (
-        {"click", "convert", "conversion", "purchase", "buy"},
-        {"clicked", "click", "converted", "conversion", "purchased", "purchase"},
-    ),
-    ({"sentiment", "polarity"}, {"sentiment", "polarity", "label"}),
+    (_words("sentiment polarity"), _words("sentiment polarity label")),
 ]
 
 # Names data sets conventionally give their target; the fallback before "the last column".
-GENERIC_TARGET_NAMES = {"target", "label", "labels", "y", "class", "outcome", "response"}
+GENERIC_TARGET_NAMES = _words("target label labels y class outcome response")
 
 # Goal words that settle a numeric target with few distinct values as a regression.
-_REGRESSION_HINTS = {
-    "regression",
-    "price",
-    "cost",
-    "amount",
-    "revenue",
-    "sale",
-    "income",
-    "salary",
-    "value",
-    "how much",
-    "how many",
-    "continuous",
-}
-_CLASSIFICATION_HINTS = {"classify", "classification", "classifier", "whether", "category"}
+_REGRESSION_HINTS = _words(
+    "regression price cost amount revenue sale income salary value continuous"
+)
+_REGRESSION_PHRASES = ("how much", "how many")
+_CLASSIFICATION_HINTS = _words("classify classification classifier whether category")
 
 MAX_CLASSES_FOR_INTEGER_TARGET = 20
 
@@ -269,8 +178,8 @@ def infer_task_type(
         return "classification"
     goal_text = goal.lower()
     goal_words = set(text_words(goal))
-    wants_regression = any(
-        h in goal_words or (" " in h and h in goal_text) for h in _REGRESSION_HINTS
+    wants_regression = bool(goal_words & _REGRESSION_HINTS) or any(
+        phrase in goal_text for phrase in _REGRESSION_PHRASES
     )
     wants_classes = bool(goal_words & _CLASSIFICATION_HINTS)
     whole = _looks_integer(column) if integer_valued is None else integer_valued

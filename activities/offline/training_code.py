@@ -25,6 +25,10 @@ from activities.offline.snippets import (
 from workflows.models import AgentContext, GeneratedCode
 
 MAX_CATEGORIES = 20  # one-hot columns per categorical feature; rarer levels are pooled
+# (rows used at all, rows used for cross-validation): bounds on the run time, and the tighter
+# ones used after a run failed.
+ROW_LIMITS = (300_000, 50_000)
+LIGHT_ROW_LIMITS = (50_000, 20_000)
 
 _IMPORTS = """
 import csv
@@ -77,12 +81,18 @@ def prepare(df: pd.DataFrame) -> tuple[pd.DataFrame, pd.Series]:
     df = df[df[TARGET].notna()]  # rows without a label can be neither learned nor scored
     X = df[NUMERIC_FEATURES + CATEGORICAL_FEATURES].copy()
     for col in NUMERIC_FEATURES:
-        X[col] = pd.to_numeric(X[col], errors="coerce")  # parses numbers stored as text
+        # Parses numbers stored as text; infinities (say, from a division by zero) become
+        # missing values, which the imputer can fill and the models would choke on.
+        X[col] = pd.to_numeric(X[col], errors="coerce").replace([np.inf, -np.inf], np.nan)
     for col in CATEGORICAL_FEATURES:
         # One type per column so the encoder can sort its levels; missing stays missing.
         X[col] = X[col].astype(str).where(X[col].notna(), np.nan)
     y = df[TARGET]
     if TASK_TYPE == "classification":
+        if not (pd.api.types.is_numeric_dtype(y) or pd.api.types.is_bool_dtype(y)):
+            # Labels as text: a column of mixed Python objects (True/False with blanks, say)
+            # is not a label type scikit-learn accepts.
+            y = y.astype(str)
         counts = y.value_counts()
         rare = counts[counts < 2].index
         if len(rare):
@@ -328,22 +338,28 @@ def write_training_code(ctx: AgentContext) -> GeneratedCode:
     balanced = classification and (
         is_imbalanced(profile, cols.target) or cols.critic.handle_imbalance
     )
+    if not classification:
+        weight_note = "Not used for regression."
+    elif balanced:
+        weight_note = "The classes are imbalanced: weight them inversely to their frequency."
+    else:
+        weight_note = "The classes are balanced enough to train unweighted."
+    # After a failed run (most likely time or memory), the next version works on less data.
     failed = cols.critic.run_failed
+    max_rows, max_cv_rows = LIGHT_ROW_LIMITS if failed else ROW_LIMITS
     candidates, names = _candidates_source(cols, profile.rows)
 
     header = docstring(
         [
             f"Model training for: {ctx.user_goal.strip() or 'the uploaded dataset'}",
-            "",
-            f"Written by the offline ML agent (version {ctx.version}). Reads DATASET_PATH,",
-            f"compares {', '.join(names)} by cross-validation on a {1 - TEST_SIZE:.0%}",
-            f"training split, scores the best on the held-out {TEST_SIZE:.0%} against a trivial",
-            "baseline, and writes OUTPUT_DIR/metrics.json and OUTPUT_DIR/model.joblib (the fitted",
-            "Pipeline; it expects the feature columns below, categorical values as text).",
-            "",
-            "metrics.json: task_type, target, metric, model, score, baseline_score,",
-            "beats_baseline (1.0 or 0.0), improvement, higher_is_better (always 1.0), cv_mean,",
-            "cv_std, baseline_cv_mean, n_train, n_test, n_features, class_weight, seed,",
+            f"Written by the offline ML agent (version {ctx.version}). Reads DATASET_PATH, "
+            f"compares {', '.join(names)} by cross-validation on a {1 - TEST_SIZE:.0%} "
+            f"training split, scores the best on the held-out {TEST_SIZE:.0%} against a trivial "
+            "baseline, and writes OUTPUT_DIR/metrics.json and OUTPUT_DIR/model.joblib (the "
+            "fitted Pipeline; it expects the feature columns below, categorical values as text).",
+            "metrics.json: task_type, target, metric, model, score, baseline_score, "
+            "beats_baseline (1.0 or 0.0), improvement, higher_is_better (always 1.0), cv_mean, "
+            "cv_std, baseline_cv_mean, n_train, n_test, n_features, class_weight, seed, "
             "per-task extras and cv_<candidate> for each candidate.",
         ]
     )
@@ -359,21 +375,11 @@ def write_training_code(ctx: AgentContext) -> GeneratedCode:
             "Missing filled with 'missing', then one-hot encoded.",
         ),
         literal("EXCLUDED_COLUMNS", cols.excluded, "Never used as features, and why."),
-        literal(
-            "CLASS_WEIGHT",
-            "balanced" if balanced else None,
-            (
-                "The classes are imbalanced: weight them inversely to their frequency."
-                if balanced
-                else "The classes are balanced enough to train unweighted."
-            )
-            if classification
-            else "Not used for regression.",
-        ),
+        literal("CLASS_WEIGHT", "balanced" if balanced else None, weight_note),
         literal("TEST_SIZE", TEST_SIZE),
         literal("CV_FOLDS", 3 if failed else cv_folds(profile.rows)),
-        literal("MAX_CV_ROWS", 20_000 if failed else 50_000, "Rows used for cross-validation."),
-        literal("MAX_ROWS", 50_000 if failed else 300_000, "Rows used at all."),
+        literal("MAX_CV_ROWS", max_cv_rows, "Rows used for cross-validation."),
+        literal("MAX_ROWS", max_rows, "Rows used at all."),
         literal("MAX_CATEGORIES", MAX_CATEGORIES, "One-hot columns per categorical feature."),
     ]
     code = "\n".join(
@@ -397,6 +403,6 @@ def write_training_code(ctx: AgentContext) -> GeneratedCode:
     )
     if cols.excluded:
         summary += " Excluded: " + ", ".join(cols.excluded) + "."
-    if cols.critic.any:
+    if cols.critic.has_changes:
         summary += " Addresses the critic: " + "; ".join(cols.critic.addressed) + "."
     return GeneratedCode(code=check_size(code), summary=summary, version=ctx.version)
