@@ -28,7 +28,7 @@ logger = logging.getLogger("orchestrator.worker")
 
 def build_worker(client: Client, settings: Settings) -> Worker:
     store = ArtifactStore(settings.artifacts_dir)
-    agents = AgentActivities(build_agents(settings))
+    agents = AgentActivities(build_agents(settings), store)
     datasets = DatasetActivities(settings, store)
     executions = ExecutionActivities(settings, store)
     return Worker(

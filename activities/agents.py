@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Protocol
 
 from temporalio import activity
 
+from activities.artifacts import ArtifactStore
 from workflows.contract import ActivityName
-from workflows.models import AgentContext, CodeOutcome, ResearchOutcome, ReviewOutcome
+from workflows.models import (
+    AgentContext,
+    CodeOutcome,
+    ResearchOutcome,
+    ReviewOutcome,
+    Step,
+)
 
 
 class Agents(Protocol):
@@ -20,8 +28,9 @@ class Agents(Protocol):
 
 
 class AgentActivities:
-    def __init__(self, agents: Agents) -> None:
+    def __init__(self, agents: Agents, store: ArtifactStore | None = None) -> None:
         self.agents = agents
+        self.store = store
 
     @activity.defn(name=ActivityName.RESEARCH)
     async def research(self, ctx: AgentContext) -> ResearchOutcome:
@@ -29,12 +38,24 @@ class AgentActivities:
 
     @activity.defn(name=ActivityName.DATA_ENGINEERING)
     async def data_engineering(self, ctx: AgentContext) -> CodeOutcome:
-        return await self.agents.data_engineering(ctx)
+        outcome = await self.agents.data_engineering(ctx)
+        await self._keep_code(ctx, Step.DATA_ENGINEERING, outcome)
+        return outcome
 
     @activity.defn(name=ActivityName.ML)
     async def ml(self, ctx: AgentContext) -> CodeOutcome:
-        return await self.agents.ml(ctx)
+        outcome = await self.agents.ml(ctx)
+        await self._keep_code(ctx, Step.ML, outcome)
+        return outcome
 
     @activity.defn(name=ActivityName.CRITIC)
     async def critic(self, ctx: AgentContext) -> ReviewOutcome:
         return await self.agents.critic(ctx)
+
+    async def _keep_code(self, ctx: AgentContext, step: Step, outcome: CodeOutcome) -> None:
+        """Every generated version stays downloadable, including ones a human rejected."""
+        if self.store is not None:
+            await asyncio.to_thread(
+                self.store.write_text, ctx.workflow_id, step.value, ctx.version, "code.py",
+                outcome.code.code,
+            )  # fmt: skip

@@ -5,17 +5,21 @@ Run it with `uvicorn api.main:app` (settings from the environment and `.env`).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Annotated
 
 from fastapi import APIRouter, Body, FastAPI, Header, Query, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import FileResponse, JSONResponse
 from temporalio.service import RPCError
 
-from api.errors import ApiError, install_error_handlers
+from activities.artifacts import ArtifactNotFound, ArtifactStore, content_type_for
+from api.errors import ApiError, RunNotFound, install_error_handlers
 from api.runs import RunService, TemporalGateway, new_workflow_id, workflow_id_for_key
 from api.schemas import (
     ActionResponse,
+    ArtifactEntry,
+    ArtifactList,
     Health,
     RejectRequest,
     RunList,
@@ -145,6 +149,47 @@ async def cancel_run(request: Request, workflow_id: str) -> ActionResponse:
     )
 
 
+@router.get(
+    "/workflow/{workflow_id}/artifacts",
+    response_model=ArtifactList,
+    tags=["artifacts"],
+    responses=ERROR_RESPONSES,
+)
+async def list_artifacts(request: Request, workflow_id: str) -> ArtifactList:
+    """Everything the run produced so far: code per version, logs, metrics, the model."""
+    await _runs(request).ensure_exists(workflow_id)
+    store: ArtifactStore = request.app.state.artifacts
+    refs = await asyncio.to_thread(store.list, workflow_id)
+    return ArtifactList(
+        workflow_id=workflow_id,
+        artifacts=[
+            ArtifactEntry(
+                **ref.model_dump(),
+                url=str(
+                    request.url_for("download_artifact", workflow_id=workflow_id, name=ref.name)
+                ),
+            )
+            for ref in refs
+        ],
+    )
+
+
+@router.get(
+    "/workflow/{workflow_id}/artifacts/{name:path}",
+    tags=["artifacts"],
+    response_class=FileResponse,
+    responses={404: {"description": "No such artifact"}},
+)
+async def download_artifact(request: Request, workflow_id: str, name: str) -> FileResponse:
+    """One artifact, served with its content type."""
+    store: ArtifactStore = request.app.state.artifacts
+    try:
+        path = await asyncio.to_thread(store.resolve, workflow_id, name)
+    except ArtifactNotFound as err:
+        raise RunNotFound(f"Run {workflow_id!r} has no artifact named {name!r}.") from err
+    return FileResponse(path, media_type=content_type_for(name), filename=path.name)
+
+
 @router.get("/workflows", response_model=RunList, tags=["runs"])
 async def list_runs(
     request: Request,
@@ -189,6 +234,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.runs = RunService(TemporalGateway(settings))
+    # Artifacts are files the worker wrote under DATA_DIR; the API must see the same folder.
+    app.state.artifacts = ArtifactStore(settings.artifacts_dir)
     install_error_handlers(app)
     app.include_router(router)
     return app

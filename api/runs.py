@@ -205,6 +205,12 @@ class RunService:
                 await handle.signal(signal, payload)
         return state
 
+    async def ensure_exists(self, workflow_id: str) -> None:
+        """404 unless Temporal knows the run; needs no worker, unlike a query."""
+        handle = await self._handle(workflow_id)
+        async with temporal_errors(workflow_id):
+            await handle.describe()
+
     async def cancel(self, workflow_id: str) -> None:
         handle = await self._handle(workflow_id)
         async with temporal_errors(workflow_id):

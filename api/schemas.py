@@ -56,6 +56,18 @@ class RunList(BaseModel):
     )
 
 
+class ArtifactEntry(BaseModel):
+    name: str = Field(examples=["ml_worker/v1/metrics.json"])
+    size_bytes: int
+    content_type: str
+    url: str = Field(description="Where to download it from this API.")
+
+
+class ArtifactList(BaseModel):
+    workflow_id: str
+    artifacts: list[ArtifactEntry]
+
+
 class Health(BaseModel):
     status: str
     temporal: str

@@ -89,6 +89,37 @@ def test_start_status_approve_completes_with_metrics(api: httpx.Client, churn_cs
     assert state["review"]["verdict"] in ("accept", "revise")
     assert state["usage_totals"]["calls"] >= 4
     assert state["human_approval"] == "APPROVED"
+    assert_artifacts_downloadable(api, workflow_id, metrics)
+
+
+def assert_artifacts_downloadable(
+    api: httpx.Client, workflow_id: str, metrics: dict[str, Any]
+) -> None:
+    listing = api.get(f"/workflow/{workflow_id}/artifacts")
+    assert listing.status_code == 200, listing.text
+    by_name = {a["name"]: a for a in listing.json()["artifacts"]}
+    expected = {
+        "data_engineering_agent/v1/code.py": "text/x-python",
+        "browser_agent/v1/stdout.log": "text/plain",
+        "browser_agent/v1/eda_summary.json": "application/json",
+        "ml_agent/v1/code.py": "text/x-python",
+        "ml_worker/v1/metrics.json": "application/json",
+        "ml_worker/v1/model.joblib": "application/octet-stream",
+    }
+    for name, content_type in expected.items():
+        assert name in by_name, f"{name} missing from {sorted(by_name)}"
+        download = api.get(by_name[name]["url"])
+        assert download.status_code == 200
+        assert download.headers["content-type"].startswith(content_type)
+        assert len(download.content) == by_name[name]["size_bytes"] > 0
+    downloaded = api.get(f"/workflow/{workflow_id}/artifacts/ml_worker/v1/metrics.json").json()
+    assert downloaded["score"] == metrics["score"]
+    summary = api.get(f"/workflow/{workflow_id}/artifacts/browser_agent/v1/eda_summary.json")
+    assert summary.json()["target"] == "Churn"
+
+    for bad in ("nope.txt", "../../etc/passwd", "..%2F..%2Fetc%2Fpasswd", "ml_worker/v1/../../x"):
+        assert api.get(f"/workflow/{workflow_id}/artifacts/{bad}").status_code == 404, bad
+    assert api.get("/workflow/wf-doesnotexist/artifacts").status_code == 404
 
 
 def test_reject_returns_to_data_engineering_then_approve(api: httpx.Client, churn_csv: str):
