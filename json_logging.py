@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 
 # Attributes every LogRecord has; anything else passed through `extra=` is a field of the line.
 _STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime", "taskName"}
+_NOISE = {"color_message"}  # uvicorn's ANSI-coloured duplicate of the message
 
 
 class JsonFormatter(logging.Formatter):
@@ -20,7 +21,7 @@ class JsonFormatter(logging.Formatter):
             "message": record.getMessage(),
         }
         for key, value in vars(record).items():
-            if key not in _STANDARD and not key.startswith("_"):
+            if key not in _STANDARD and key not in _NOISE and not key.startswith("_"):
                 line[key] = value
         # Temporal's loggers attach the run's identity as `temporal_workflow` / `temporal_activity`.
         for context_key in ("temporal_workflow", "temporal_activity"):

@@ -6,7 +6,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -52,6 +52,12 @@ class Settings(BaseSettings):
     execution_memory_mb: int = 2048
     execution_cpu_seconds: int = 1800
     execution_output_bytes: int = 1024 * 1024
+
+    @field_validator("data_dir")
+    @classmethod
+    def _absolute_data_dir(cls, value: Path) -> Path:
+        # Generated code runs with its own working directory; relative paths would break there.
+        return value.expanduser().resolve()
 
     @cached_property
     def datasets_dir(self) -> Path:

@@ -171,7 +171,7 @@ async def run_python(
     caller kills the whole process group. use_namespaces=False forces the audit-hook fallback
     (for tests and for platforms where unshare misbehaves).
     """
-    await asyncio.to_thread(_prepare_workdir, workdir, dataset_path)  # may copy a large file
+    workdir = await asyncio.to_thread(_prepare_workdir, workdir, dataset_path)  # may copy a lot
     status_read, status_write = os.pipe()
     started = time.monotonic()
     try:
@@ -242,13 +242,16 @@ def tail_text(text: str, max_bytes: int) -> str:
 # --- Child setup ------------------------------------------------------------------------------
 
 
-def _prepare_workdir(workdir: Path, dataset_path: Path) -> None:
+def _prepare_workdir(workdir: Path, dataset_path: Path) -> Path:
+    """An empty workdir holding only the dataset; its absolute path, as the child runs inside it."""
+    workdir = workdir.resolve()
     if workdir.exists():
         shutil.rmtree(workdir)
     workdir.mkdir(parents=True)
     # A copy rather than a hardlink: code opening dataset.csv for writing (as root, permissions
     # do not stop it) would otherwise rewrite the run's only copy of the data.
     shutil.copyfile(dataset_path, workdir / DATASET_FILE)
+    return workdir
 
 
 def _child_env(workdir: Path) -> dict[str, str]:

@@ -73,6 +73,17 @@ async def test_a_normal_script_runs_in_an_empty_folder_and_its_outputs_are_liste
     assert 0 < run.duration_seconds < 30
 
 
+async def test_relative_data_paths_still_reach_the_dataset(
+    dataset: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # DATA_DIR defaults to the relative "data"; the child runs in its own folder regardless.
+    monkeypatch.chdir(tmp_path)
+    script = "import os, pathlib; print(len(pathlib.Path(os.environ['DATASET_PATH']).read_text()))"
+    run = await run_python(script, dataset.relative_to(tmp_path), Path("rel") / "work", LIMITS)
+    assert run.exit_code == 0, run.stderr
+    assert int(run.stdout.strip()) == len(dataset.read_text())
+
+
 async def test_a_failing_script_reports_its_exit_code_and_traceback_with_source_lines(
     dataset: Path, tmp_path: Path
 ) -> None:
