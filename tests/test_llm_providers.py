@@ -4,14 +4,10 @@ from __future__ import annotations
 
 import json
 import socket
-import threading
-import time
 import traceback
-from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
@@ -33,6 +29,7 @@ from activities.llm.base import extract_json_object
 from activities.llm.errors import Scrubber, retry_after, safe_url
 from activities.llm.pricing import estimate_cost_usd, price_for
 from settings import Settings
+from tests.llm_standin import FakeLlmServer, Recorded, Scripted, openai_error, openai_ok
 from workflows.models import (
     AgentContext,
     ColumnProfile,
@@ -47,87 +44,7 @@ from workflows.models import (
 
 SECRET_KEY = "sk-test-SECRETKEY-0123456789abcdef"
 
-# --- A scripted server that speaks both wire formats ----------------------------------------------
-
-
-@dataclass
-class Scripted:
-    status: int = 200
-    body: Any = None
-    headers: dict[str, str] = field(default_factory=dict)
-    delay: float = 0.0
-
-
-@dataclass
-class Recorded:
-    path: str
-    headers: dict[str, str]
-    body: dict[str, Any]
-
-
-class FakeLlmServer:
-    """Answers POSTs from a queue of canned responses and records every request."""
-
-    def __init__(self) -> None:
-        self.queue: deque[Scripted] = deque()
-        self.requests: list[Recorded] = []
-        server = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                length = int(self.headers.get("content-length") or 0)
-                raw = self.rfile.read(length)
-                server.requests.append(
-                    Recorded(
-                        self.path,
-                        {k.lower(): v for k, v in self.headers.items()},
-                        json.loads(raw or b"{}"),
-                    )
-                )
-                reply = (
-                    server.queue.popleft()
-                    if server.queue
-                    else Scripted(418, {"error": {"message": "no scripted response left"}})
-                )
-                if reply.delay:
-                    time.sleep(reply.delay)
-                data = (
-                    reply.body if isinstance(reply.body, bytes) else json.dumps(reply.body).encode()
-                )
-                try:
-                    self.send_response(reply.status)
-                    self.send_header("content-type", "application/json")
-                    self.send_header("content-length", str(len(data)))
-                    for name, value in reply.headers.items():
-                        self.send_header(name, value)
-                    self.end_headers()
-                    self.wfile.write(data)
-                except OSError:  # the client gave up (timeout test)
-                    pass
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass  # keep test output quiet
-
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._httpd.daemon_threads = True
-        self.port = self._httpd.server_address[1]
-        self.url = f"http://127.0.0.1:{self.port}"
-        self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._httpd.shutdown()
-        self._httpd.server_close()
-        self._thread.join(timeout=5)
-
-    def reset(self) -> None:
-        self.queue.clear()
-        self.requests.clear()
-
-    def enqueue(self, *replies: Scripted) -> None:
-        self.queue.extend(replies)
+# --- A scripted server that speaks both wire formats (tests/llm_standin.py) ------------------------
 
 
 @pytest.fixture(scope="module")
@@ -162,51 +79,6 @@ class Wire:
     # The conversation turns (after the system prompt) a recorded request carried.
     turns: Callable[[Recorded], list[dict[str, Any]]]
     system: Callable[[Recorded], str]
-
-
-def _openai_ok(
-    text: str,
-    prompt: int = 100,
-    completion: int = 50,
-    finish: str = "stop",
-    refusal: str | None = None,
-) -> Scripted:
-    return Scripted(
-        200,
-        {
-            "id": "chatcmpl-1",
-            "object": "chat.completion",
-            "created": 0,
-            "model": "gpt-4o-mini",
-            "choices": [
-                {
-                    "index": 0,
-                    "finish_reason": finish,
-                    "logprobs": None,
-                    "message": {"role": "assistant", "content": text, "refusal": refusal},
-                }
-            ],
-            "usage": {
-                "prompt_tokens": prompt,
-                "completion_tokens": completion,
-                "total_tokens": prompt + completion,
-            },
-        },
-    )
-
-
-def _openai_error(status: int, message: str, code: str | None = None) -> Scripted:
-    return Scripted(
-        status,
-        {
-            "error": {
-                "message": message,
-                "type": "invalid_request_error",
-                "param": None,
-                "code": code,
-            }
-        },
-    )
 
 
 def _anthropic_ok(
@@ -271,8 +143,8 @@ WIRES = {
         key_env="OPENAI_API_KEY",
         model_env="OPENAI_MODEL",
         build=_build_openai,
-        ok=_openai_ok,
-        error=_openai_error,
+        ok=openai_ok,
+        error=openai_error,
         turns=lambda r: r.body["messages"][1:],
         system=lambda r: r.body["messages"][0]["content"],
     ),
@@ -515,7 +387,7 @@ async def test_model_refusal_is_non_retryable(
     server: FakeLlmServer, wire: Wire, make: Callable[..., LlmProvider]
 ) -> None:
     if wire.name == "openai":
-        server.enqueue(_openai_ok("", 10, 5, refusal="I can't help with that."))
+        server.enqueue(openai_ok("", 10, 5, refusal="I can't help with that."))
     else:
         server.enqueue(_anthropic_ok("I can't help with that.", 10, 5, stop="refusal"))
     with pytest.raises(ApplicationError) as info:
@@ -530,7 +402,7 @@ async def test_model_refusal_is_non_retryable(
 
 
 async def test_openai_compatible_server_without_key(server: FakeLlmServer) -> None:
-    server.enqueue(_openai_ok(json.dumps(PLAN)))
+    server.enqueue(openai_ok(json.dumps(PLAN)))
     provider = OpenAIProvider(model="llama3.1", api_key=None, base_url=f"{server.url}/v1")
     try:
         _, usage = await provider.generate(system="s", user="u", output_model=ResearchPlan)
@@ -542,9 +414,9 @@ async def test_openai_compatible_server_without_key(server: FakeLlmServer) -> No
 
 async def test_openai_server_without_json_mode_falls_back(server: FakeLlmServer) -> None:
     server.enqueue(
-        _openai_error(400, "'response_format.type' must be 'json_schema' or 'text'"),
-        _openai_ok(json.dumps(PLAN)),
-        _openai_ok(json.dumps(PLAN)),
+        openai_error(400, "'response_format.type' must be 'json_schema' or 'text'"),
+        openai_ok(json.dumps(PLAN)),
+        openai_ok(json.dumps(PLAN)),
     )
     provider = _build_openai(server)
     try:
@@ -557,7 +429,7 @@ async def test_openai_server_without_json_mode_falls_back(server: FakeLlmServer)
 
 
 async def test_openai_out_of_quota_is_not_retried(server: FakeLlmServer) -> None:
-    server.enqueue(_openai_error(429, "You exceeded your current quota", "insufficient_quota"))
+    server.enqueue(openai_error(429, "You exceeded your current quota", "insufficient_quota"))
     provider = _build_openai(server)
     try:
         with pytest.raises(ApplicationError) as info:
@@ -667,7 +539,7 @@ async def test_llm_agents_end_to_end(server: FakeLlmServer) -> None:
     try:
         # Research: a made-up column is caught by the plan check and fed back.
         server.enqueue(
-            _openai_ok(json.dumps({**PLAN, "target": "survived"})), _openai_ok(json.dumps(PLAN))
+            openai_ok(json.dumps({**PLAN, "target": "survived"})), openai_ok(json.dumps(PLAN))
         )
         research = await agents.research(_context(feedback=feedback))
         assert research.plan.target == "Survived" and research.usage.input_tokens == 200
@@ -685,8 +557,8 @@ async def test_llm_agents_end_to_end(server: FakeLlmServer) -> None:
         # Data engineering: an uninstalled import is caught and fed back; fences are stripped.
         server.reset()
         server.enqueue(
-            _openai_ok(json.dumps({"code": "import matplotlib\n" + EDA_CODE, "summary": "eda"})),
-            _openai_ok(json.dumps({"code": f"```python\n{EDA_CODE}```", "summary": "eda"})),
+            openai_ok(json.dumps({"code": "import matplotlib\n" + EDA_CODE, "summary": "eda"})),
+            openai_ok(json.dumps({"code": f"```python\n{EDA_CODE}```", "summary": "eda"})),
         )
         ctx = _context(plan=ResearchPlan.model_validate(PLAN), version=3)
         eda = await agents.data_engineering(ctx)
@@ -698,8 +570,8 @@ async def test_llm_agents_end_to_end(server: FakeLlmServer) -> None:
         # ML: sees the EDA result; a syntax error is caught and fed back.
         server.reset()
         server.enqueue(
-            _openai_ok(json.dumps({"code": "def broken(:\n"})),
-            _openai_ok(json.dumps({"code": TRAIN_CODE, "summary": "dummy"})),
+            openai_ok(json.dumps({"code": "def broken(:\n"})),
+            openai_ok(json.dumps({"code": TRAIN_CODE, "summary": "dummy"})),
         )
         eda_result = ExecutionResult(
             backend="local",
@@ -722,7 +594,7 @@ async def test_llm_agents_end_to_end(server: FakeLlmServer) -> None:
             "summary": "Barely beats baseline.",
             "findings": [{"severity": "warning", "category": "baseline", "message": "m"}],
         }
-        server.enqueue(_openai_ok(json.dumps(review)))
+        server.enqueue(openai_ok(json.dumps(review)))
         training = ExecutionResult(
             backend="local",
             exit_code=0,
