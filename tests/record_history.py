@@ -23,8 +23,8 @@ async def main() -> None:
     )
     try:
         await register_search_attributes(env.client)
-        name = f"wf-{date.today():%Y%m%d}-reject-approve-revise"
-        history = await record_history(env, name)
+        name = f"{date.today():%Y%m%d}-reject-approve-revise"
+        history = await record_history(env)
         path = HISTORIES / f"{name}.json"
         path.write_text(history.to_json())
         print(f"recorded {path}", file=sys.stderr)

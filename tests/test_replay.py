@@ -3,19 +3,18 @@
 from __future__ import annotations
 
 import json
-import uuid
 from pathlib import Path
 
 import pytest
 from temporalio.client import WorkflowHistory
 from temporalio.contrib.pydantic import pydantic_data_converter
-from temporalio.worker import Replayer, Worker
+from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Replayer
 
 from tests.fake_team import FakeTeam
-from tests.test_workflow_logic import awaiting, wait_for
+from tests.test_workflow_logic import awaiting, running, wait_for
 from workflows.contract import SIGNAL_APPROVE, SIGNAL_REJECT
 from workflows.data_science_run import DataScienceRun
-from workflows.models import RunInput, RunOptions
 
 HISTORIES = Path(__file__).parent / "histories"
 
@@ -24,23 +23,10 @@ def replayer() -> Replayer:
     return Replayer(workflows=[DataScienceRun], data_converter=pydantic_data_converter)
 
 
-async def record_history(env, workflow_id: str) -> WorkflowHistory:
+async def record_history(env: WorkflowEnvironment) -> WorkflowHistory:
     """A run through every branch: a rejection, an approval, a critic revision."""
     team = FakeTeam(verdicts=["revise", "accept"], scores=[0.7, 0.9])
-    task_queue = f"tq-{uuid.uuid4()}"
-    async with Worker(
-        env.client, task_queue=task_queue, workflows=[DataScienceRun], activities=team.activities
-    ):
-        handle = await env.client.start_workflow(
-            DataScienceRun.run,
-            RunInput(
-                user_goal="Predict churn",
-                dataset_url="https://example.com/churn.csv",
-                options=RunOptions(max_critic_rounds=1),
-            ),
-            id=workflow_id,
-            task_queue=task_queue,
-        )
+    async with running(env, team, max_critic_rounds=1) as handle:
         await wait_for(handle, awaiting(1))
         await handle.signal(SIGNAL_REJECT, {"feedback": "drop the id column"})
         await wait_for(handle, awaiting(2))
@@ -50,7 +36,7 @@ async def record_history(env, workflow_id: str) -> WorkflowHistory:
 
 
 async def test_fresh_history_through_every_branch_replays(time_skipping_env):
-    history = await record_history(time_skipping_env, f"wf-replay-{uuid.uuid4().hex[:8]}")
+    history = await record_history(time_skipping_env)
     await replayer().replay_workflow(history)
 
 

@@ -1,0 +1,80 @@
+"""Benchmarks, each reported as a ratio to a baseline measured in the same run: `make bench`.
+
+- profiling: `profile_csv` on a 100k-row churn table vs. pandas merely reading it.
+- sandbox: a trivial script through the local sandbox vs. a bare `python -c pass` subprocess.
+- peak memory (tracemalloc) of profiling vs. of reading.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import tracemalloc
+from collections.abc import Callable
+from pathlib import Path
+
+import pandas as pd
+
+from activities.offline import profile_csv
+from activities.sandbox import SandboxLimits, run_python
+from tests.sample_data import make_churn
+
+REPEATS = 5
+
+
+def median_seconds(work: Callable[[], object]) -> float:
+    timings = []
+    for _ in range(REPEATS):
+        started = time.perf_counter()
+        work()
+        timings.append(time.perf_counter() - started)
+    return statistics.median(timings)
+
+
+def peak_bytes(work: Callable[[], object]) -> int:
+    tracemalloc.start()
+    work()
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    return peak
+
+
+def main() -> None:
+    with tempfile.TemporaryDirectory() as folder:
+        root = Path(folder)
+        dataset = root / "churn.csv"
+        make_churn(rows=100_000).to_csv(dataset, index=False)
+        goal = "Build a customer churn prediction model"
+        read = median_seconds(lambda: pd.read_csv(dataset, low_memory=False))
+        profile = median_seconds(lambda: profile_csv(dataset, goal))
+        read_peak = peak_bytes(lambda: pd.read_csv(dataset, low_memory=False))
+        profile_peak = peak_bytes(lambda: profile_csv(dataset, goal))
+
+        limits = SandboxLimits(wall_seconds=60, memory_mb=1024, cpu_seconds=60,
+                               output_bytes=64 * 1024)  # fmt: skip
+        bare = median_seconds(
+            lambda: subprocess.run([sys.executable, "-I", "-c", "pass"], check=True)
+        )
+        sandboxed = median_seconds(
+            lambda: asyncio.run(run_python("pass\n", dataset, root / "work", limits))
+        )
+
+    results = {
+        "profile_csv_vs_read_csv": {"baseline_s": read, "measured_s": profile,
+                                    "ratio": profile / read},
+        "profile_csv_peak_memory_vs_read_csv": {"baseline_bytes": read_peak,
+                                                "measured_bytes": profile_peak,
+                                                "ratio": profile_peak / read_peak},
+        "sandbox_vs_bare_subprocess": {"baseline_s": bare, "measured_s": sandboxed,
+                                       "ratio": sandboxed / bare},
+    }  # fmt: skip
+    print(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()
