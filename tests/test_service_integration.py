@@ -150,6 +150,15 @@ def test_reject_returns_to_data_engineering_then_approve(api: httpx.Client, chur
     api.post(f"/workflow/{workflow_id}/cancel")
 
 
+def test_a_missing_dataset_fails_the_run_with_a_clear_message(api: httpx.Client, tmp_path: Path):
+    workflow_id = start(api, str(tmp_path / "no-such-file.csv"))
+    failed = wait_until(api, workflow_id, lambda b: b["status"] == "failed", timeout=60)
+    assert failed["current_step"] == "research_agent"
+    assert failed["last_error"].startswith("research_agent failed: ")
+    assert "no such local file" in failed["last_error"]
+    assert "no-such-file.csv" in failed["last_error"]
+
+
 def test_unknown_run_is_404_everywhere(api: httpx.Client):
     for method, path in [
         ("GET", "/workflow/wf-doesnotexist/status"),
