@@ -26,6 +26,8 @@ class Settings(BaseSettings):
     temporal_address: str = "127.0.0.1:7233"
     temporal_namespace: str = "default"
     temporal_task_queue: str = "orchestrator"
+    # Queries are answered by a worker; past this the API says none is answering (503).
+    query_timeout_seconds: float = Field(default=10.0, gt=0)
 
     # Where datasets, artifacts and the dev server's database live.
     data_dir: Path = Path("data")

@@ -16,6 +16,10 @@ class ApiError(Exception):
         self.detail = detail
 
 
+class BadRequest(ApiError):
+    status_code = 400
+
+
 class RunNotFound(ApiError):
     status_code = 404
 

@@ -15,10 +15,11 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import timedelta
 
-from temporalio.api.workflowservice.v1 import GetSystemInfoRequest
+from temporalio.api.workflowservice.v1 import DescribeNamespaceRequest
 from temporalio.client import (
     Client,
     WorkflowExecution,
+    WorkflowExecutionDescription,
     WorkflowHandle,
     WorkflowQueryFailedError,
     WorkflowQueryRejectedError,
@@ -33,9 +34,10 @@ from temporalio.common import (
     WorkflowIDReusePolicy,
 )
 from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
-from api.errors import RunNotFound, TemporalUnavailable, WrongRunState
+from api.errors import BadRequest, RunNotFound, TemporalUnavailable, WrongRunState
 from api.schemas import RunList, RunSummary
 from settings import Settings
 from workflows.contract import (
@@ -48,9 +50,6 @@ from workflows.contract import (
 )
 from workflows.data_science_run import DataScienceRun
 from workflows.models import RunInput, RunOptions, RunState, RunStatus, Step
-
-# How long a query waits for a worker before the API says none is answering.
-QUERY_TIMEOUT = timedelta(seconds=10)
 
 # What Temporal says of a closed run when the run itself could not record it (e.g. terminated).
 _CLOSED_STATUS = {
@@ -104,13 +103,16 @@ async def temporal_errors(workflow_id: str | None = None) -> AsyncIterator[None]
     except RPCError as err:
         if err.status == RPCStatusCode.NOT_FOUND and workflow_id:
             raise RunNotFound(f"No run with id {workflow_id!r}.") from err
-        if err.status in (RPCStatusCode.UNAVAILABLE, RPCStatusCode.DEADLINE_EXCEEDED):
-            raise TemporalUnavailable(
-                "Temporal did not answer in time"
-                + (f" for run {workflow_id!r}" if workflow_id else "")
-                + ": is the server up and a worker (python worker.py) running?"
-            ) from err
-        raise
+        if err.status == RPCStatusCode.INVALID_ARGUMENT:
+            raise BadRequest(f"Temporal refused the request: {err.message}") from err
+        # Timeouts (a query nobody answers surfaces as CANCELLED), an unknown namespace, a
+        # server going away: all mean the service cannot answer now, not that the client erred.
+        raise TemporalUnavailable(
+            f"Temporal could not answer ({err.status.name}: {err.message})"
+            + (f" for run {workflow_id!r}" if workflow_id else "")
+            + ". Is the server up, TEMPORAL_NAMESPACE right, and a worker (python worker.py) "
+            "running?"
+        ) from err
 
 
 class RunService:
@@ -133,56 +135,70 @@ class RunService:
             max_rejections=self.settings.max_rejections,
             max_critic_rounds=self.settings.max_critic_rounds,
         )
-        async with temporal_errors(workflow_id):
-            existing = await self._describe_or_none(client, workflow_id)
-            if existing is not None:
-                memo = await existing.memo()
-                if memo.get("user_goal") != user_goal or memo.get("dataset_url") != dataset_url:
-                    raise WrongRunState(
-                        f"Run {workflow_id!r} already exists with a different goal or dataset; "
-                        "choose another workflow_id or Idempotency-Key."
-                    )
-                return await _summary(existing)
-            await client.start_workflow(
-                DataScienceRun.run,
-                RunInput(user_goal=user_goal, dataset_url=dataset_url, options=options),
-                id=workflow_id,
-                task_queue=self.settings.temporal_task_queue,
-                # A retried start (same id) joins the run instead of starting a second one.
-                id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-                id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
-                memo={"user_goal": user_goal, "dataset_url": dataset_url},
-                search_attributes=TypedSearchAttributes(
-                    [
-                        SearchAttributePair(RUN_STATUS_ATTRIBUTE, RunStatus.STARTED.value),
-                        SearchAttributePair(CURRENT_STEP_ATTRIBUTE, Step.RESEARCH.value),
-                    ]
-                ),
-                static_summary=f"{user_goal[:200]}",
-            )
-        return None
-
-    @staticmethod
-    async def _describe_or_none(client: Client, workflow_id: str) -> WorkflowExecution | None:
-        try:
-            return await client.get_workflow_handle(workflow_id).describe()
-        except RPCError as err:
-            if err.status == RPCStatusCode.NOT_FOUND:
+        async with temporal_errors():
+            try:
+                await client.start_workflow(
+                    DataScienceRun.run,
+                    RunInput(user_goal=user_goal, dataset_url=dataset_url, options=options),
+                    id=workflow_id,
+                    task_queue=self.settings.temporal_task_queue,
+                    # A retried start (same id) finds the first run instead of a second one;
+                    # failing on conflict, rather than joining, lets us check it is the same ask.
+                    id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
+                    id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+                    memo={"user_goal": user_goal, "dataset_url": dataset_url},
+                    search_attributes=TypedSearchAttributes(
+                        [
+                            SearchAttributePair(RUN_STATUS_ATTRIBUTE, RunStatus.STARTED.value),
+                            SearchAttributePair(CURRENT_STEP_ATTRIBUTE, Step.RESEARCH.value),
+                        ]
+                    ),
+                    static_summary=user_goal[:200],
+                )
                 return None
-            raise
+            except WorkflowAlreadyStartedError:
+                existing = await client.get_workflow_handle(workflow_id).describe()
+        memo = await existing.memo()
+        if (
+            existing.workflow_type != WORKFLOW_TYPE
+            or memo.get("user_goal") != user_goal
+            or memo.get("dataset_url") != dataset_url
+        ):
+            raise WrongRunState(
+                f"Run {workflow_id!r} already exists with a different goal or dataset; "
+                "choose another workflow_id or Idempotency-Key."
+            )
+        return await _summary(existing)
 
-    async def state(self, workflow_id: str) -> RunState:
+    async def _describe(self, workflow_id: str) -> WorkflowExecutionDescription:
+        """The run's description from Temporal (no worker needed); 404 for other types."""
         handle = await self._handle(workflow_id)
         async with temporal_errors(workflow_id):
+            description = await handle.describe()
+        if description.workflow_type != WORKFLOW_TYPE:
+            raise RunNotFound(f"{workflow_id!r} is not a data-science run.")
+        return description
+
+    async def state(self, workflow_id: str) -> RunState:
+        description = await self._describe(workflow_id)  # 404s without waiting for a worker
+        handle = await self._handle(workflow_id)
+        timeout = timedelta(seconds=self.settings.query_timeout_seconds)
+        async with temporal_errors(workflow_id):
             try:
-                return await handle.query(
-                    QUERY_STATE, result_type=RunState, rpc_timeout=QUERY_TIMEOUT
-                )
+                state = await handle.query(QUERY_STATE, result_type=RunState, rpc_timeout=timeout)
             except (WorkflowQueryFailedError, WorkflowQueryRejectedError) as err:
-                # Another workflow type under this id, or a run that never got going.
-                raise RunNotFound(
-                    f"{workflow_id!r} is not a data-science run this service can read: {err}"
-                ) from err
+                raise RunNotFound(f"Run {workflow_id!r} cannot report its state: {err}") from err
+        if state.status.is_final or description.status in (None, ExecutionStatus.RUNNING):
+            return state
+        # Terminated or timed out from outside (CLI, Web UI): the run never got to say so.
+        closed = _CLOSED_STATUS.get(description.status, RunStatus.FAILED)
+        return state.model_copy(
+            update={
+                "status": closed,
+                "last_error": state.last_error
+                or f"Ended outside the service (Temporal status {description.status.name}).",
+            }
+        )
 
     async def approve(self, workflow_id: str) -> RunState:
         return await self._decide(workflow_id, SIGNAL_APPROVE, None)
@@ -207,19 +223,17 @@ class RunService:
 
     async def ensure_exists(self, workflow_id: str) -> None:
         """404 unless Temporal knows the run; needs no worker, unlike a query."""
-        handle = await self._handle(workflow_id)
-        async with temporal_errors(workflow_id):
-            await handle.describe()
+        await self._describe(workflow_id)
 
     async def cancel(self, workflow_id: str) -> None:
+        description = await self._describe(workflow_id)
+        if description.status != ExecutionStatus.RUNNING:
+            status = _CLOSED_STATUS.get(description.status, RunStatus.FAILED)  # type: ignore[arg-type]
+            raise WrongRunState(
+                f"Run {workflow_id!r} has already ended ({status.value}); nothing to cancel."
+            )
         handle = await self._handle(workflow_id)
         async with temporal_errors(workflow_id):
-            description = await handle.describe()
-            if description.status != ExecutionStatus.RUNNING:
-                status = _CLOSED_STATUS.get(description.status, RunStatus.FAILED)  # type: ignore[arg-type]
-                raise WrongRunState(
-                    f"Run {workflow_id!r} has already ended ({status.value}); nothing to cancel."
-                )
             await handle.cancel()
 
     async def list_runs(
@@ -243,9 +257,11 @@ class RunService:
         )
 
     async def check_health(self) -> None:
+        """Temporal answers and knows our namespace (a wrong TEMPORAL_NAMESPACE is unhealthy)."""
         client = await self.gateway.client()
-        await client.workflow_service.get_system_info(
-            GetSystemInfoRequest(), timeout=timedelta(seconds=3)
+        await client.workflow_service.describe_namespace(
+            DescribeNamespaceRequest(namespace=self.settings.temporal_namespace),
+            timeout=timedelta(seconds=3),
         )
 
 
@@ -253,9 +269,12 @@ def _decode_page_token(token: str | None) -> bytes | None:
     if not token:
         return None
     try:
-        return base64.urlsafe_b64decode(token.encode())
-    except (binascii.Error, ValueError) as err:
-        raise WrongRunState("page_token is not one this API returned.") from err
+        decoded = base64.urlsafe_b64decode(token.encode())
+    except (binascii.Error, ValueError):
+        decoded = b""
+    if not decoded:
+        raise BadRequest("page_token is not one this API returned; start from the first page.")
+    return decoded
 
 
 async def _summary(execution: WorkflowExecution) -> RunSummary:

@@ -40,6 +40,7 @@ class FakeTeam:
     research_fatal: bool = False
     verdicts: list[str] = field(default_factory=lambda: ["accept"])
     scores: list[float] = field(default_factory=lambda: [0.9])
+    training_fails_from: int | None = None  # the training call from which a limit is exceeded
     calls: dict[str, int] = field(default_factory=dict)
     contexts: dict[str, list[AgentContext]] = field(default_factory=dict)
 
@@ -105,6 +106,10 @@ class FakeTeam:
     @activity.defn(name=ActivityName.TRAIN_MODEL)
     async def train_model(self, request: ExecutionRequest) -> ExecutionResult:
         call = self._count("train_model")
+        if self.training_fails_from is not None and call >= self.training_fails_from:
+            raise ApplicationError(
+                "the code exceeded the 2048 MB memory limit", type=ErrorType.EXECUTION_LIMIT
+            )
         score = self.scores[min(call, len(self.scores)) - 1]
         return ExecutionResult(
             backend="local",

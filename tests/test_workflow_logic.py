@@ -210,7 +210,43 @@ async def test_critic_revise_loops_back_to_ml_and_keeps_the_best_result(time_ski
     assert result.critic_rounds == 2
     best = result.code_context.training_result
     assert best is not None and best.metrics["score"] == 0.95
-    assert result.review is not None and result.review.verdict == "revise"
+    assert best.metrics["version"] == 2
+    kept_code = result.code_context.training_code
+    assert kept_code is not None and kept_code.version == 2, "code, result and review stay together"
+    assert result.review is not None and result.review.summary == "verdict revise"
+    assert any("Kept training v2" in m.content for m in result.messages)
+
+
+async def test_a_failed_revision_keeps_the_earlier_result_and_completes(time_skipping_env):
+    team = FakeTeam(verdicts=["revise"], scores=[0.8], training_fails_from=2)
+    async with running(time_skipping_env, team, max_critic_rounds=2) as handle:
+        await wait_for(handle, awaiting(1))
+        await handle.signal(SIGNAL_APPROVE)
+        result = await handle.result()
+
+    assert team.calls["train_model"] == 2, "a limit is not retried"
+    assert result.status == RunStatus.COMPLETED
+    assert result.last_error is None
+    kept = result.code_context.training_result
+    assert kept is not None and kept.metrics["score"] == 0.8
+    assert result.code_context.training_code is not None
+    assert result.code_context.training_code.version == 1
+    assert any(
+        "Revision v2 failed" in m.content and "memory limit" in m.content for m in result.messages
+    )
+
+
+async def test_a_failed_first_training_fails_the_run(time_skipping_env):
+    team = FakeTeam(training_fails_from=1)
+    async with running(time_skipping_env, team) as handle:
+        await wait_for(handle, awaiting(1))
+        await handle.signal(SIGNAL_APPROVE)
+        error = await final_error(handle)
+        state = await state_of(handle)
+
+    assert error.type == "StepFailed"
+    assert state.status == RunStatus.FAILED
+    assert state.last_error == "ml_worker failed: the code exceeded the 2048 MB memory limit"
 
 
 async def test_signals_outside_the_approval_step_are_ignored(time_skipping_env):

@@ -6,6 +6,7 @@ are called by name, so this module imports nothing that touches the outside worl
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, TypeVar
 
@@ -33,10 +34,12 @@ from workflows.models import (
     ExecutionRequest,
     ExecutionResult,
     Feedback,
+    GeneratedCode,
     HumanApproval,
     LlmUsage,
     Message,
     ResearchOutcome,
+    Review,
     ReviewOutcome,
     RunInput,
     RunState,
@@ -44,8 +47,17 @@ from workflows.models import (
     RunStatusView,
     Step,
 )
+from workflows.scoring import is_better
 
 ResultT = TypeVar("ResultT", bound=BaseModel)
+
+
+@dataclass(frozen=True)
+class TrainingRound:
+    version: int
+    code: GeneratedCode
+    result: ExecutionResult
+    review: Review
 
 
 class RunEnded(Exception):
@@ -234,42 +246,61 @@ class DataScienceRun:
         return self._decision
 
     async def _train_until_accepted(self, max_critic_rounds: int) -> None:
+        """ML → train → Critic, revised while the critic asks, then the best round is kept."""
         state = self.state_now
-        best: ExecutionResult | None = None
+        best: TrainingRound | None = None
         version = 0
         while True:
             version += 1
-            self._enter(Step.ML, RunStatus.RUNNING)
-            outcome = await self._call(ActivityName.ML, self._context(version), CodeOutcome)
-            self._record_usage(outcome.usage)
-            outcome.code.version = version
-            state.code_context.training_code = outcome.code
-
-            self._enter(Step.ML_WORKER, RunStatus.RUNNING)
-            result = await self._execute(
-                ActivityName.TRAIN_MODEL, Step.ML_WORKER, outcome.code.code, version
-            )
-            state.code_context.training_result = result
-            if _better(result, best):
-                best = result
-            self._say("agent", f"Training v{version} finished with exit code {result.exit_code}.")
-
-            self._enter(Step.CRITIC, RunStatus.RUNNING)
-            review = await self._call(ActivityName.CRITIC, self._context(version), ReviewOutcome)
-            self._record_usage(review.usage)
-            state.review = review.review
-            state.review_feedback.append(
-                Feedback(
-                    source="critic", text=_review_text(review), step=Step.CRITIC, at=workflow.now()
+            try:
+                latest = await self._training_round(version)
+            except ActivityError as err:
+                if best is None or is_cancelled_exception(err):
+                    raise
+                # A revision that fails must not cost the result already in hand.
+                self._say(
+                    "system",
+                    f"Revision v{version} failed ({self._activity_failure_message(err)}); "
+                    f"keeping v{best.version}.",
                 )
-            )
-            self._say("agent", f"Critic verdict on v{version}: {review.review.verdict}.")
-            if review.review.verdict == "accept" or state.critic_rounds >= max_critic_rounds:
+                break
+            if best is None or is_better(latest.result, best.result):
+                best = latest
+            if latest.review.verdict == "accept" or state.critic_rounds >= max_critic_rounds:
                 break
             state.critic_rounds += 1
-        if best is not None and best is not state.code_context.training_result:
-            self._say("system", "Kept the best training result from an earlier round.")
-            state.code_context.training_result = best
+        if best.version != version:
+            self._say("system", f"Kept training v{best.version}, the best result of the rounds.")
+        state.code_context.training_code = best.code
+        state.code_context.training_result = best.result
+        state.review = best.review
+
+    async def _training_round(self, version: int) -> TrainingRound:
+        state = self.state_now
+        self._enter(Step.ML, RunStatus.RUNNING)
+        outcome = await self._call(ActivityName.ML, self._context(version), CodeOutcome)
+        self._record_usage(outcome.usage)
+        outcome.code.version = version
+        state.code_context.training_code = outcome.code
+
+        self._enter(Step.ML_WORKER, RunStatus.RUNNING)
+        result = await self._execute(
+            ActivityName.TRAIN_MODEL, Step.ML_WORKER, outcome.code.code, version
+        )
+        state.code_context.training_result = result
+        self._say("agent", f"Training v{version} finished with exit code {result.exit_code}.")
+
+        self._enter(Step.CRITIC, RunStatus.RUNNING)
+        review = await self._call(ActivityName.CRITIC, self._context(version), ReviewOutcome)
+        self._record_usage(review.usage)
+        state.review = review.review
+        state.review_feedback.append(
+            Feedback(
+                source="critic", text=_review_text(review), step=Step.CRITIC, at=workflow.now()
+            )
+        )
+        self._say("agent", f"Critic verdict on v{version}: {review.review.verdict}.")
+        return TrainingRound(version, outcome.code, result, review.review)
 
     # --- Helpers ------------------------------------------------------------------------------
 
@@ -368,21 +399,6 @@ _NEXT_STEP: dict[Step, Step] = {
     Step.ML_WORKER: Step.CRITIC,
     Step.CRITIC: Step.COMPLETE,
 }
-
-
-def _score(result: ExecutionResult) -> float | None:
-    score = (result.metrics or {}).get("score")
-    return float(score) if result.succeeded and isinstance(score, int | float) else None
-
-
-def _better(candidate: ExecutionResult, best: ExecutionResult | None) -> bool:
-    """A successful run with a higher score wins; any success beats a failure."""
-    if best is None:
-        return True
-    new, old = _score(candidate), _score(best)
-    if new is None:
-        return False
-    return old is None or new > old
 
 
 def _review_text(outcome: ReviewOutcome) -> str:

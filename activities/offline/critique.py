@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import ast
-import math
 from typing import Literal
 
 from activities.offline.code_facts import CROSS_VALIDATION, SPLITTERS, CodeFacts, analyse
@@ -16,10 +15,9 @@ from activities.offline.selection import (
     plan_columns,
 )
 from workflows.models import AgentContext, DatasetProfile, ExecutionResult, Finding, Review
+from workflows.scoring import higher_is_better, metric_value
 
 REQUIRED_METRICS = ("task_type", "target", "metric", "score", "baseline_score", "cv_mean", "cv_std")
-# Metrics where smaller is better, as code from another agent may report them.
-LOWER_IS_BETTER = ("rmse", "mse", "mae", "log_loss", "logloss", "mape", "error", "brier")
 # Metrics capped at 1, where a perfect score is more likely a leak than a triumph.
 BOUNDED_METRICS = frozenset(
     "roc_auc accuracy balanced_accuracy f1 f1_macro f1_weighted r2 average_precision".split()
@@ -181,14 +179,6 @@ def _review_code(code: str, ctx: AgentContext, cols: ColumnPlan) -> list[Finding
     return findings + _evaluation(facts) + _imbalance(facts, profile, cols)
 
 
-def _number(metrics: dict[str, float | str], key: str) -> float | None:
-    try:
-        value = float(metrics[key])
-    except (KeyError, TypeError, ValueError):
-        return None
-    return value if math.isfinite(value) else None
-
-
 def _review_result(result: ExecutionResult | None, target: str) -> tuple[list[Finding], str]:
     """Findings about the run, and a one-line account of its score for the summary."""
     if result is None:
@@ -209,7 +199,7 @@ def _review_result(result: ExecutionResult | None, target: str) -> tuple[list[Fi
     findings = []
     if absent := [k for k in REQUIRED_METRICS if k not in metrics]:
         findings.append(_finding("warning", "metrics", f"metrics.json lacks {', '.join(absent)}."))
-    score, baseline = _number(metrics, "score"), _number(metrics, "baseline_score")
+    score, baseline = metric_value(metrics, "score"), metric_value(metrics, "baseline_score")
     if score is None or baseline is None:
         findings.append(
             _finding(
@@ -222,9 +212,7 @@ def _review_result(result: ExecutionResult | None, target: str) -> tuple[list[Fi
         return findings, "no comparable score"
 
     metric = str(metrics.get("metric", "score"))
-    lower_better = _number(metrics, "higher_is_better") == 0.0 or (
-        metric.lower().endswith(LOWER_IS_BETTER) and not metric.lower().startswith("neg")
-    )
+    lower_better = not higher_is_better(metrics)
     gain = baseline - score if lower_better else score - baseline
     account = f"{metric} {score:.4f} on the test set vs {baseline:.4f} for the baseline"
     if gain <= 0:
@@ -251,7 +239,7 @@ def _review_result(result: ExecutionResult | None, target: str) -> tuple[list[Fi
                 "encode the target.",
             )
         )
-    cv_mean, cv_std = _number(metrics, "cv_mean"), _number(metrics, "cv_std")
+    cv_mean, cv_std = metric_value(metrics, "cv_mean"), metric_value(metrics, "cv_std")
     if cv_mean is not None and abs(score - cv_mean) > MAX_CV_TEST_GAP:
         findings.append(
             _finding(
