@@ -177,7 +177,9 @@ class RemoteExecutor:
         started = time.monotonic()
         try:
             async with httpx.AsyncClient(timeout=timeout, transport=self.transport) as client:
-                response = await client.post(self.url, json=payload)
+                response = await client.post(
+                    self.url, json=payload, headers={"Idempotency-Key": _job_key(request)}
+                )
         except httpx.ReadTimeout:
             return self._timed_out(workdir, time.monotonic() - started)
         except httpx.TransportError as error:
@@ -298,6 +300,12 @@ def executor_error(error_type: ErrorType, message: str) -> ApplicationError:
 
 
 # --- Activities -------------------------------------------------------------------------------
+
+
+def _job_key(request: ExecutionRequest) -> str:
+    """The same for every attempt at one step's version, so a service can drop a duplicate
+    job after a retry whose first request did arrive (e.g. the connection broke mid-job)."""
+    return f"{request.workflow_id}/{request.step.value}/v{request.version}"
 
 
 class ExecutionActivities:

@@ -122,6 +122,7 @@ class ExecutorState:
     """What a stand-in saw and how it should behave."""
 
     payloads: list[dict[str, object]] = field(default_factory=list)
+    idempotency_keys: list[str | None] = field(default_factory=list)
     received: threading.Event = field(default_factory=threading.Event)  # set on each request
     fail_first: int = 0  # answer 503 this many times first
     reject_with: int | None = None  # answer this 4xx status
@@ -196,6 +197,7 @@ def browser_agent_app(state: ExecutorState) -> FastAPI:
     async def execute(request: Request) -> Response:
         payload = json.loads(await request.body())
         state.payloads.append(payload)
+        state.idempotency_keys.append(request.headers.get("idempotency-key"))
         state.received.set()
         if (refusal := _gate(state)) is not None:
             return refusal
@@ -214,6 +216,7 @@ def ml_worker_app(state: ExecutorState) -> FastAPI:
     async def train(request: Request) -> Response:
         payload = json.loads(await request.body())
         state.payloads.append(payload)
+        state.idempotency_keys.append(request.headers.get("idempotency-key"))
         state.received.set()
         if (refusal := _gate(state)) is not None:
             return refusal

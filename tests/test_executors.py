@@ -298,6 +298,8 @@ async def test_a_server_error_is_retryable_and_the_retry_succeeds(
     assert "HTTP 503" in caught.value.message
     assert result.exit_code == 0 and result.stdout_tail == "trained\n"
     assert len(state.payloads) == 2
+    # Both attempts name the same job, so the service can tell a retry from a new job.
+    assert state.idempotency_keys == [f"{RUN}/ml_worker/v{job.version}"] * 2
 
 
 async def test_a_client_error_is_not_retried(
