@@ -49,6 +49,7 @@ class Settings(BaseSettings):
     # Dataset intake and execution.
     allow_local_datasets: bool = True
     max_dataset_bytes: int = 200 * 1024 * 1024
+    max_dataset_columns: int = Field(default=2000, ge=1)
     dataset_timeout_seconds: float = 60.0
     execution_timeout_seconds: float = 900.0
     execution_memory_mb: int = 2048

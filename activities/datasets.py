@@ -114,6 +114,16 @@ class DatasetActivities:
             raise dataset_error(
                 ErrorType.DATASET_NOT_CSV, str(error), request.dataset_url
             ) from error
+        if len(profile.columns) > self.settings.max_dataset_columns:
+            # Every agent call carries the profile; past this it would near Temporal's payload
+            # limit, so say so plainly instead of failing later with a server error.
+            raise dataset_error(
+                ErrorType.DATASET_TOO_LARGE,
+                f"the table has {len(profile.columns)} columns; the limit is "
+                f"{self.settings.max_dataset_columns} (MAX_DATASET_COLUMNS). Select the columns "
+                "that matter for the goal and try again",
+                request.dataset_url,
+            )
         if self.store is not None:
             self.store.write_text(
                 request.workflow_id, PROFILE_STEP, 1, "profile.json", profile.model_dump_json()

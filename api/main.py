@@ -18,6 +18,7 @@ from api.errors import ApiError, RunNotFound, install_error_handlers
 from api.runs import RunService, TemporalGateway, new_workflow_id, workflow_id_for_key
 from api.schemas import (
     ActionResponse,
+    ApproveRequest,
     ArtifactEntry,
     ArtifactList,
     Health,
@@ -103,9 +104,13 @@ async def run_state(request: Request, workflow_id: str) -> RunState:
     tags=["approval"],
     responses=ERROR_RESPONSES,
 )
-async def approve_run(request: Request, workflow_id: str) -> ActionResponse:
+async def approve_run(
+    request: Request,
+    workflow_id: str,
+    body: Annotated[ApproveRequest | None, Body()] = None,
+) -> ActionResponse:
     """Approve the generated EDA code so the run executes it."""
-    await _runs(request).approve(workflow_id)
+    await _runs(request).approve(workflow_id, body.version if body else None)
     logger.info("Run approved", extra={"workflow_id": workflow_id})
     return ActionResponse(
         workflow_id=workflow_id, status="approved", message="Approval sent; the run continues."
@@ -125,7 +130,7 @@ async def reject_run(
 ) -> ActionResponse:
     """Reject the EDA code; the Data Engineering agent regenerates it with the feedback."""
     feedback = body.feedback if body else None
-    await _runs(request).reject(workflow_id, feedback)
+    await _runs(request).reject(workflow_id, feedback, body.version if body else None)
     logger.info("Run rejected", extra={"workflow_id": workflow_id, "feedback": feedback})
     return ActionResponse(
         workflow_id=workflow_id,

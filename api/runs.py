@@ -200,25 +200,34 @@ class RunService:
             }
         )
 
-    async def approve(self, workflow_id: str) -> RunState:
-        return await self._decide(workflow_id, SIGNAL_APPROVE, None)
+    async def approve(self, workflow_id: str, version: int | None = None) -> RunState:
+        return await self._decide(workflow_id, SIGNAL_APPROVE, {"version": version})
 
-    async def reject(self, workflow_id: str, feedback: str | None) -> RunState:
-        return await self._decide(workflow_id, SIGNAL_REJECT, {"feedback": feedback})
+    async def reject(
+        self, workflow_id: str, feedback: str | None, version: int | None = None
+    ) -> RunState:
+        return await self._decide(
+            workflow_id, SIGNAL_REJECT, {"feedback": feedback, "version": version}
+        )
 
-    async def _decide(self, workflow_id: str, signal: str, payload: object) -> RunState:
+    async def _decide(self, workflow_id: str, signal: str, payload: dict[str, object]) -> RunState:
         state = await self.state(workflow_id)
         if state.status != RunStatus.AWAITING_APPROVAL:
             raise WrongRunState(
                 f"Run {workflow_id!r} is {state.status.value} at {state.current_step.value}, "
                 f"not awaiting approval; nothing to {signal}."
             )
+        waiting = state.code_context.eda_code.version if state.code_context.eda_code else None
+        version = payload.get("version")
+        if version is not None and version != waiting:
+            raise WrongRunState(
+                f"Run {workflow_id!r} is waiting on EDA code v{waiting}, not v{version}; "
+                f"review v{waiting} (GET /workflow/{workflow_id}) before you {signal} it."
+            )
         handle = await self._handle(workflow_id)
         async with temporal_errors(workflow_id):
-            if payload is None:
-                await handle.signal(signal)
-            else:
-                await handle.signal(signal, payload)
+            # The workflow checks the version again: another reviewer may act in between.
+            await handle.signal(signal, {k: v for k, v in payload.items() if v is not None})
         return state
 
     async def ensure_exists(self, workflow_id: str) -> None:

@@ -29,8 +29,18 @@ class StartResponse(BaseModel):
     message: str
 
 
+_VERSION_FIELD_DESCRIPTION = (
+    "The EDA code version you reviewed; if another version is waiting the call is refused (409)."
+)
+
+
+class ApproveRequest(BaseModel):
+    version: int | None = Field(default=None, ge=1, description=_VERSION_FIELD_DESCRIPTION)
+
+
 class RejectRequest(BaseModel):
     feedback: str | None = Field(default=None, max_length=4000)
+    version: int | None = Field(default=None, ge=1, description=_VERSION_FIELD_DESCRIPTION)
 
 
 class ActionResponse(BaseModel):

@@ -324,6 +324,22 @@ async def test_local_paths_are_refused_when_disabled(settings: Settings, tmp_pat
     assert error.non_retryable
 
 
+async def test_a_table_wider_than_the_column_limit_is_refused_clearly(
+    settings: Settings, tmp_path: Path
+) -> None:
+    source = tmp_path / "wide.csv"
+    header = ",".join(f"f{i}" for i in range(12)) + ",churn\n"
+    source.write_text(header + "".join(",".join(["1"] * 12) + f",{i % 2}\n" for i in range(20)))
+    narrow = settings.model_copy(update={"max_dataset_columns": 10})
+
+    error = await fetch_error(narrow, str(source))
+    fine = await fetch(settings, str(source))
+
+    assert error.type == "DatasetTooLarge" and error.non_retryable
+    assert "13 columns; the limit is 10 (MAX_DATASET_COLUMNS)" in error.message
+    assert len(fine.profile.columns) == 13
+
+
 async def test_a_missing_local_file_and_other_schemes_are_refused(settings: Settings) -> None:
     missing = await fetch_error(settings, "/nonexistent/churn.csv")
     ftp = await fetch_error(settings, "ftp://example.com/churn.csv")

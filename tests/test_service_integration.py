@@ -79,7 +79,10 @@ def test_start_status_approve_completes_with_metrics(api: httpx.Client, churn_cs
     assert "DATASET_PATH" in state["code_context"]["eda_code"]["code"]
     assert state["plan"]["target"] == "Churn"
 
-    assert api.post(f"/workflow/{workflow_id}/approve").status_code == 200
+    stale = api.post(f"/workflow/{workflow_id}/approve", json={"version": 7})
+    assert stale.status_code == 409
+    assert "waiting on EDA code v1, not v7" in stale.json()["detail"]
+    assert api.post(f"/workflow/{workflow_id}/approve", json={"version": 1}).status_code == 200
     done = wait_until(api, workflow_id, lambda b: b["status"] == "completed", timeout=240)
     assert done["current_step"] == "complete"
 

@@ -141,6 +141,25 @@ async def test_reject_accepts_a_bare_string_as_the_cli_sends_it(time_skipping_en
         await handle.cancel()
 
 
+async def test_a_decision_on_a_version_no_longer_waiting_is_ignored(time_skipping_env):
+    team = FakeTeam()
+    async with running(time_skipping_env, team) as handle:
+        await wait_for(handle, awaiting(1))
+        await handle.signal(SIGNAL_REJECT, {"feedback": "drop the id column", "version": 1})
+        await wait_for(handle, awaiting(2))
+        await handle.signal(SIGNAL_APPROVE, {"version": 1})  # a reviewer still looking at v1
+        state = await wait_for(
+            handle, lambda s: any("for EDA code v1" in m.content for m in s.messages)
+        )
+        assert state.status == RunStatus.AWAITING_APPROVAL
+        assert state.human_approval == HumanApproval.PENDING
+        await handle.signal(SIGNAL_APPROVE, {"version": 2})
+        result = await handle.result()
+
+    assert result.status == RunStatus.COMPLETED
+    assert team.calls["execute_eda"] == 1
+
+
 async def test_approval_timeout_ends_the_run_as_timed_out(time_skipping_env):
     team = FakeTeam()
     async with running(time_skipping_env, team, approval_timeout_seconds=3600) as handle:

@@ -70,16 +70,21 @@ class RunEnded(Exception):
         self.error_type = error_type
 
 
-def _feedback_text(payload: Any) -> str | None:
-    """Accept what an operator can type into `temporal workflow signal --input`."""
+def _read_decision(payload: Any) -> tuple[str | None, int | None]:
+    """Feedback text and the code version decided on, from whatever an operator can type
+    into `temporal workflow signal --input`: nothing, a bare string, or a JSON object."""
     if payload is None:
-        return None
+        return None, None
     if isinstance(payload, str):
-        return payload.strip() or None
+        return payload.strip() or None, None
     if isinstance(payload, dict):
         text = payload.get("feedback") or payload.get("comment")
-        return str(text).strip() or None if text else None
-    return str(payload)
+        version = payload.get("version")
+        return (
+            (str(text).strip() or None) if text else None,
+            version if isinstance(version, int) and not isinstance(version, bool) else None,
+        )
+    return str(payload), None
 
 
 @workflow.defn(name=WORKFLOW_TYPE)
@@ -109,13 +114,13 @@ class DataScienceRun:
 
     @workflow.signal(name=SIGNAL_APPROVE)
     def approve(self, payload: Any = None) -> None:
-        self._decide(HumanApproval.APPROVED, _feedback_text(payload))
+        self._decide(HumanApproval.APPROVED, *_read_decision(payload))
 
     @workflow.signal(name=SIGNAL_REJECT)
     def reject(self, payload: Any = None) -> None:
-        self._decide(HumanApproval.REJECTED, _feedback_text(payload))
+        self._decide(HumanApproval.REJECTED, *_read_decision(payload))
 
-    def _decide(self, decision: HumanApproval, text: str | None) -> None:
+    def _decide(self, decision: HumanApproval, text: str | None, version: int | None) -> None:
         state = self.state_now
         if state.status != RunStatus.AWAITING_APPROVAL or self._decision is not None:
             # A decision only counts while the run waits for one; a stray CLI signal is noted.
@@ -123,6 +128,14 @@ class DataScienceRun:
                 "system",
                 f"Ignored {decision.value} signal: the run is {state.status.value} "
                 f"at {state.current_step.value}.",
+            )
+            return
+        current = state.code_context.eda_code.version if state.code_context.eda_code else None
+        if version is not None and version != current:
+            # The reviewer saw another version than the one now waiting: never approve unseen code.
+            self._say(
+                "system",
+                f"Ignored {decision.value} signal for EDA code v{version}: v{current} is waiting.",
             )
             return
         self._decision = (decision, text)
