@@ -31,6 +31,8 @@ def build_worker(client: Client, settings: Settings) -> Worker:
     agents = AgentActivities(build_agents(settings), store)
     datasets = DatasetActivities(settings, store)
     executions = ExecutionActivities(settings, store)
+    if swept := executions.sweep_stale_scratch():
+        logger.info("Removed scratch folders of killed workers", extra={"folders": swept})
     return Worker(
         client,
         task_queue=settings.temporal_task_queue,

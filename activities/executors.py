@@ -326,6 +326,8 @@ class ExecutionActivities:
     ) -> None:
         self.store = store
         self.scratch_dir = settings.data_dir / "scratch"
+        # A live attempt is never older than the execution limit; twice that is debris.
+        self.scratch_max_age_seconds = 2 * settings.execution_timeout_seconds
         self.heartbeat_seconds = heartbeat_seconds
         local = LocalExecutor(SandboxLimits.from_settings(settings))
         timeout = settings.execution_timeout_seconds
@@ -390,6 +392,19 @@ class ExecutionActivities:
             metrics=metrics,
             artifacts=refs,
         )
+
+    def sweep_stale_scratch(self) -> list[str]:
+        """Remove scratch folders left by a worker that was killed mid-step; safe while other
+        workers sharing the data directory are running, since it spares recent folders."""
+        if not self.scratch_dir.is_dir():
+            return []
+        cutoff = time.time() - self.scratch_max_age_seconds
+        removed = []
+        for folder in self.scratch_dir.iterdir():
+            if folder.is_dir() and not folder.is_symlink() and folder.stat().st_mtime < cutoff:
+                shutil.rmtree(folder, ignore_errors=True)
+                removed.append(folder.name)
+        return removed
 
     def _new_scratch_dir(self, request: ExecutionRequest) -> Path:
         # A folder per attempt: an attempt given up on by Temporal may still be running.

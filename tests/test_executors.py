@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import socket
 import textwrap
+import time
 import uuid
 from collections.abc import Iterator
 from datetime import timedelta
@@ -517,3 +519,18 @@ def test_metrics_are_flattened_to_numbers_and_short_strings() -> None:
         "inf": "inf",
         "long": "x" * 200,
     }
+
+
+def test_scratch_left_by_a_killed_worker_is_swept_but_live_attempts_stay(
+    tmp_path: Path, store: ArtifactStore
+) -> None:
+    activities = ExecutionActivities(make_settings(tmp_path), store)  # 30 s execution limit
+    old = activities.scratch_dir / "wf-dead-ml_worker-v1-abc"
+    live = activities.scratch_dir / "wf-live-ml_worker-v1-def"
+    for folder in (old, live):
+        (folder / "work").mkdir(parents=True)
+    an_hour_ago = time.time() - 3600
+    os.utime(old, (an_hour_ago, an_hour_ago))
+
+    assert activities.sweep_stale_scratch() == [old.name]
+    assert not old.exists() and live.exists()
