@@ -73,6 +73,7 @@ class FakeTeam:
         if self.research_fatal:
             raise ApplicationError(
                 "OpenAI rejected the API key (401): check OPENAI_API_KEY",
+                USAGE.model_dump(),  # what the failed call still cost, as the providers report it
                 type=ErrorType.LLM_CONFIGURATION,
             )
         if attempt <= self.research_failures:

@@ -2,7 +2,9 @@
 
 It answers POSTs from a queue of canned responses and records every request, so a test can
 drive the real OpenAI and Anthropic SDKs (in-process, or in a worker subprocess through
-OPENAI_BASE_URL / ANTHROPIC_BASE_URL) without a network.
+OPENAI_BASE_URL / ANTHROPIC_BASE_URL) without a network. When the queue is empty, an optional
+`responder` answers instead: a function of the request, for conversations whose order a test
+does not control (e.g. a whole run, where each agent is recognised by its prompt).
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import json
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -34,29 +37,33 @@ class Recorded:
 
 
 class FakeLlmServer:
-    """Answers POSTs from a queue of canned responses and records every request."""
+    """Answers POSTs from a queue of canned responses and records every request.
+
+    With the queue empty, `responder` (if set) answers from the recorded request; without
+    either, the server answers 418.
+    """
 
     def __init__(self) -> None:
         self.queue: deque[Scripted] = deque()
         self.requests: list[Recorded] = []
+        self.responder: Callable[[Recorded], Scripted] | None = None
+        self._lock = threading.Lock()
         server = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
                 length = int(self.headers.get("content-length") or 0)
                 raw = self.rfile.read(length)
-                server.requests.append(
-                    Recorded(
-                        self.path,
-                        {k.lower(): v for k, v in self.headers.items()},
-                        json.loads(raw or b"{}"),
-                    )
+                recorded = Recorded(
+                    self.path,
+                    {k.lower(): v for k, v in self.headers.items()},
+                    json.loads(raw or b"{}"),
                 )
-                reply = (
-                    server.queue.popleft()
-                    if server.queue
-                    else Scripted(418, {"error": {"message": "no scripted response left"}})
-                )
+                # One request at a time through the queue and the responder, so a stateful
+                # responder sees requests in the order they were recorded.
+                with server._lock:
+                    server.requests.append(recorded)
+                    reply = server._reply_to(recorded)
                 if reply.delay:
                     time.sleep(reply.delay)
                 data = (
@@ -82,6 +89,17 @@ class FakeLlmServer:
         self.url = f"http://127.0.0.1:{self.port}"
         self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
 
+    def _reply_to(self, recorded: Recorded) -> Scripted:
+        if self.queue:
+            return self.queue.popleft()
+        if self.responder is not None:
+            try:
+                return self.responder(recorded)
+            except Exception as exc:  # a bug in the test's responder: say so to the client
+                # 400: not retried, so the run fails at once with this message as its last_error.
+                return Scripted(400, {"error": {"message": f"stand-in responder failed: {exc!r}"}})
+        return Scripted(418, {"error": {"message": "no scripted response left"}})
+
     def start(self) -> None:
         self._thread.start()
 
@@ -93,12 +111,20 @@ class FakeLlmServer:
     def reset(self) -> None:
         self.queue.clear()
         self.requests.clear()
+        self.responder = None
 
     def enqueue(self, *replies: Scripted) -> None:
         self.queue.extend(replies)
 
 
-# --- OpenAI Chat Completions replies --------------------------------------------------------------
+# --- OpenAI Chat Completions requests and replies -------------------------------------------------
+
+
+def openai_messages(recorded: Recorded, role: str) -> list[str]:
+    """The text of every message with `role` in a recorded Chat Completions request."""
+    return [
+        str(m.get("content") or "") for m in recorded.body.get("messages", []) if m["role"] == role
+    ]
 
 
 def openai_ok(

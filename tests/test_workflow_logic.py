@@ -211,6 +211,8 @@ async def test_non_retryable_failure_fails_the_run_with_the_agents_message(time_
     assert state.last_error == (
         "research_agent failed: OpenAI rejected the API key (401): check OPENAI_API_KEY"
     )
+    assert state.usage_totals.calls == 1, "tokens spent on a failed call are still counted"
+    assert state.usage_totals.input_tokens == 10
 
 
 async def test_critic_revise_loops_back_to_ml_and_keeps_the_best_result(time_skipping_env):

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, TypeVar
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 from temporalio import workflow
 from temporalio.exceptions import ActivityError, ApplicationError, is_cancelled_exception
 
@@ -398,7 +398,13 @@ class DataScienceRun:
         state.usage_totals = state.usage_totals.add(usage)
 
     def _activity_failure_message(self, err: ActivityError) -> str:
+        """The failure as the operator reads it; tokens an agent spent failing are counted."""
         cause = err.cause
+        if isinstance(cause, ApplicationError) and cause.details:
+            try:
+                self._record_usage(LlmUsage.model_validate(cause.details[0]))
+            except ValidationError:
+                pass  # details of another kind: nothing spent to account for
         detail = cause.message if isinstance(cause, ApplicationError) else str(cause or err)
         return f"{self.state_now.current_step.value} failed: {detail}"
 
