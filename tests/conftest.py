@@ -10,6 +10,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import httpx
 import pytest
@@ -20,6 +21,9 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from workflows.contract import SEARCH_ATTRIBUTES
+
+if TYPE_CHECKING:
+    from tests.llm_standin import FakeLlmServer
 
 BIN_DIR = Path(sys.executable).parent
 TEMPORAL_CLI = BIN_DIR / "temporal"
@@ -143,3 +147,16 @@ def service(dev_server_env: WorkflowEnvironment, tmp_path_factory) -> Iterator[S
         yield processes
     finally:
         processes.stop()
+
+
+@pytest.fixture(scope="module")
+def llm() -> Iterator[FakeLlmServer]:
+    """A local server speaking the OpenAI and Anthropic wire formats, scripted per test."""
+    from tests.llm_standin import FakeLlmServer
+
+    server = FakeLlmServer()
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()

@@ -13,10 +13,14 @@ import json
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
+
+from tests.conftest import ServiceProcesses
 
 # --- The server -----------------------------------------------------------------------------------
 
@@ -170,3 +174,25 @@ def openai_error(status: int, message: str, code: str | None = None) -> Scripted
             }
         },
     )
+
+
+@contextmanager
+def service_using(
+    llm: FakeLlmServer, temporal_address: str, data_dir: Path, **settings: str
+) -> Iterator[ServiceProcesses]:
+    """The worker and the API with OpenAI-backed agents pointed at the stand-in."""
+    processes = ServiceProcesses(
+        temporal_address,
+        data_dir,
+        LLM_PROVIDER="openai",
+        OPENAI_BASE_URL=f"{llm.url}/v1",
+        LLM_TIMEOUT_SECONDS="10",
+        APPROVAL_TIMEOUT_SECONDS="600",
+        **settings,
+    )
+    try:
+        processes.start_worker()
+        processes.start_api()
+        yield processes
+    finally:
+        processes.stop()

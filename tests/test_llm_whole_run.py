@@ -30,6 +30,7 @@ from tests.llm_standin import (
     openai_error,
     openai_messages,
     openai_ok,
+    service_using,
 )
 from tests.sample_data import make_churn
 from tests.test_service_integration import GOAL, awaiting_approval, start, wait_until
@@ -242,37 +243,19 @@ def recognise(request: Recorded) -> str:
 
 
 @pytest.fixture(scope="module")
-def llm() -> Iterator[FakeLlmServer]:
-    server = FakeLlmServer()
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
-@pytest.fixture(scope="module")
 def llm_service(
     dev_server_env: WorkflowEnvironment,
     llm: FakeLlmServer,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[ServiceProcesses]:
-    processes = ServiceProcesses(
+    with service_using(
+        llm,
         dev_server_env.client.service_client.config.target_host,
         tmp_path_factory.mktemp("llm-whole-run-data"),
-        LLM_PROVIDER="openai",
-        OPENAI_BASE_URL=f"{llm.url}/v1",
         OPENAI_API_KEY=API_KEY,
         OPENAI_MODEL=MODEL,
-        LLM_TIMEOUT_SECONDS="10",
-        APPROVAL_TIMEOUT_SECONDS="600",
-    )
-    try:
-        processes.start_worker()
-        processes.start_api()
+    ) as processes:
         yield processes
-    finally:
-        processes.stop()
 
 
 @pytest.fixture
