@@ -251,7 +251,7 @@ class RunService:
         client = await self.gateway.client()
         query = f"WorkflowType = '{WORKFLOW_TYPE}'"
         if status is not None:
-            query += f" AND {RUN_STATUS_ATTRIBUTE.name} = '{status.value}'"
+            query += f" AND {_status_filter(status)}"
         token = _decode_page_token(page_token)
         async with temporal_errors():
             iterator = client.list_workflows(query, page_size=limit, next_page_token=token)
@@ -272,6 +272,21 @@ class RunService:
             DescribeNamespaceRequest(namespace=self.settings.temporal_namespace),
             timeout=timedelta(seconds=3),
         )
+
+
+# Temporal statuses of runs closed from outside, which never recorded a final RunStatus.
+_CLOSED_FROM_OUTSIDE = {RunStatus.CANCELLED: "Terminated", RunStatus.TIMED_OUT: "TimedOut"}
+
+
+def _status_filter(status: RunStatus) -> str:
+    """Visibility filter matching what `_summary` reports for each run."""
+    recorded = f"{RUN_STATUS_ATTRIBUTE.name} = '{status.value}'"
+    if not status.is_final:
+        # A run terminated while it waited still carries its last RunStatus; it is not waiting.
+        return f"{recorded} AND ExecutionStatus = 'Running'"
+    if status in _CLOSED_FROM_OUTSIDE:
+        return f"({recorded} OR ExecutionStatus = '{_CLOSED_FROM_OUTSIDE[status]}')"
+    return recorded
 
 
 def _decode_page_token(token: str | None) -> bytes | None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -109,3 +111,13 @@ async def test_a_run_terminated_from_outside_reports_cancelled_and_refuses_appro
         response = api.post(f"/workflow/{workflow_id}/approve")
         assert response.status_code == 409
         assert "cancelled" in response.json()["detail"]
+
+        def listed(status: str) -> list[str]:
+            runs = api.get("/workflows", params={"status": status, "limit": 200}).json()
+            return [run["workflow_id"] for run in runs["workflows"]]
+
+        deadline = time.monotonic() + 15  # visibility is eventually consistent
+        while workflow_id not in listed("cancelled") and time.monotonic() < deadline:
+            await asyncio.sleep(0.2)
+        assert workflow_id in listed("cancelled")
+        assert workflow_id not in listed("awaiting_approval"), "it no longer waits for anyone"
