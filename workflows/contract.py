@@ -54,6 +54,10 @@ class ErrorType(StrEnum):
     EXECUTION_LIMIT = "ExecutionLimitExceeded"
     EXECUTOR_REJECTED = "ExecutorRejected"
     EXECUTOR_UNAVAILABLE = "ExecutorUnavailable"  # retryable
+    # How a run ends when it fails (the workflow's own failure, shown in the Web UI).
+    STEP_FAILED = "StepFailed"
+    APPROVAL_TIMED_OUT = "ApprovalTimedOut"
+    REJECTION_LIMIT_REACHED = "RejectionLimitReached"
 
 
 _RETRYABLE = {

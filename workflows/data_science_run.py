@@ -24,6 +24,7 @@ from workflows.contract import (
     SIGNAL_REJECT,
     WORKFLOW_TYPE,
     ActivityName,
+    ErrorType,
     retry_policy,
 )
 from workflows.models import (
@@ -63,7 +64,7 @@ class TrainingRound:
 class RunEnded(Exception):
     """Ends the run early with a final status and a message for the operator."""
 
-    def __init__(self, status: RunStatus, message: str, error_type: str) -> None:
+    def __init__(self, status: RunStatus, message: str, error_type: ErrorType) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
@@ -157,9 +158,12 @@ class DataScienceRun:
                     err.message, type=err.error_type, non_retryable=True
                 ) from None
             if isinstance(err, ActivityError):
+                self._record_failed_usage(err)
                 message = self._activity_failure_message(err)
                 self._finish(RunStatus.FAILED, message)
-                raise ApplicationError(message, type="StepFailed", non_retryable=True) from None
+                raise ApplicationError(
+                    message, type=ErrorType.STEP_FAILED, non_retryable=True
+                ) from None
             raise
         self._finish(RunStatus.COMPLETED, None)
         return self.state_now
@@ -235,7 +239,7 @@ class DataScienceRun:
                     RunStatus.FAILED,
                     f"The EDA code was rejected {state.rejection_count} times; the limit is "
                     f"{max_rejections} (MAX_REJECTIONS). Start a new run with a refined goal.",
-                    "RejectionLimitReached",
+                    ErrorType.REJECTION_LIMIT_REACHED,
                 )
 
     async def _await_decision(self, timeout_seconds: float) -> tuple[HumanApproval, str | None]:
@@ -252,7 +256,7 @@ class DataScienceRun:
                 RunStatus.TIMED_OUT,
                 f"No approval arrived within {timeout_seconds:g} s (APPROVAL_TIMEOUT_SECONDS); "
                 "the run stopped waiting. Start a new run to try again.",
-                "ApprovalTimedOut",
+                ErrorType.APPROVAL_TIMED_OUT,
             ) from None
         assert self._decision is not None
         state.human_approval = self._decision[0]
@@ -270,6 +274,7 @@ class DataScienceRun:
             except ActivityError as err:
                 if best is None or is_cancelled_exception(err):
                     raise
+                self._record_failed_usage(err)
                 # A revision that fails must not cost the result already in hand.
                 self._say(
                     "system",
@@ -397,14 +402,17 @@ class DataScienceRun:
         state.usage.append(usage)
         state.usage_totals = state.usage_totals.add(usage)
 
-    def _activity_failure_message(self, err: ActivityError) -> str:
-        """The failure as the operator reads it; tokens an agent spent failing are counted."""
+    def _record_failed_usage(self, err: ActivityError) -> None:
+        """Tokens an agent spent before failing still count: providers attach them as details."""
         cause = err.cause
         if isinstance(cause, ApplicationError) and cause.details:
             try:
                 self._record_usage(LlmUsage.model_validate(cause.details[0]))
             except ValidationError:
                 pass  # details of another kind: nothing spent to account for
+
+    def _activity_failure_message(self, err: ActivityError) -> str:
+        cause = err.cause
         detail = cause.message if isinstance(cause, ApplicationError) else str(cause or err)
         return f"{self.state_now.current_step.value} failed: {detail}"
 
