@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 
 from workflows.models import RunStatus, Step
 
@@ -21,6 +21,15 @@ class StartRequest(BaseModel):
         pattern=WORKFLOW_ID_PATTERN,
         description="Optional client-chosen id; starting twice with it returns the same run.",
     )
+
+    @field_validator("dataset_url")
+    @classmethod
+    def _supported_scheme(cls, value: str) -> str:
+        # Refuse at the door what intake could never fetch, rather than start a doomed run.
+        scheme, separator, _ = value.partition("://")
+        if separator and scheme.lower() not in ("http", "https", "file"):
+            raise ValueError(f"unsupported scheme {scheme!r}: use http(s)://, file:// or a path")
+        return value
 
 
 class StartResponse(BaseModel):

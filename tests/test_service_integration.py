@@ -198,6 +198,7 @@ def test_approve_while_not_awaiting_is_409_and_sends_nothing(api: httpx.Client, 
         ({"dataset_url": "x.csv"}, "body.user_goal"),
         ({"user_goal": "", "dataset_url": "x.csv"}, "body.user_goal"),
         ({"user_goal": "churn"}, "body.dataset_url"),
+        ({"user_goal": "churn", "dataset_url": "ftp://example.com/x.csv"}, "body.dataset_url"),
         (
             {"user_goal": "churn", "dataset_url": "x.csv", "workflow_id": "bad id"},
             "body.workflow_id",
