@@ -60,13 +60,13 @@ class ErrorType(StrEnum):
     REJECTION_LIMIT_REACHED = "RejectionLimitReached"
 
 
-_RETRYABLE = {
+RETRYABLE_ERRORS = {
     ErrorType.DATASET_UNREACHABLE,
     ErrorType.DATASET_TIMEOUT,
     ErrorType.LLM_TRANSIENT,
     ErrorType.EXECUTOR_UNAVAILABLE,
 }
-NON_RETRYABLE_ERRORS = [e.value for e in ErrorType if e not in _RETRYABLE]
+NON_RETRYABLE_ERRORS = [e.value for e in ErrorType if e not in RETRYABLE_ERRORS]
 
 
 def retry_policy(maximum_attempts: int) -> RetryPolicy:

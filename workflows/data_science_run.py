@@ -107,11 +107,11 @@ class DataScienceRun:
 
     @workflow.query(name=QUERY_STATUS)
     def status(self) -> RunStatusView:
-        return self.state_now.status_view()
+        return self._state.status_view()
 
     @workflow.query(name=QUERY_STATE)
     def state(self) -> RunState:
-        return self.state_now
+        return self._state
 
     @workflow.signal(name=SIGNAL_APPROVE)
     def approve(self, payload: Any = None) -> None:
@@ -122,7 +122,7 @@ class DataScienceRun:
         self._decide(HumanApproval.REJECTED, *_read_decision(payload))
 
     def _decide(self, decision: HumanApproval, text: str | None, version: int | None) -> None:
-        state = self.state_now
+        state = self._state
         if state.status != RunStatus.AWAITING_APPROVAL or self._decision is not None:
             # A decision only counts while the run waits for one; a stray CLI signal is noted.
             self._say(
@@ -166,11 +166,11 @@ class DataScienceRun:
                 ) from None
             raise
         self._finish(RunStatus.COMPLETED, None)
-        return self.state_now
+        return self._state
 
     async def _run_steps(self, run_input: RunInput) -> None:
         options = run_input.options
-        state = self.state_now
+        state = self._state
 
         self._enter(Step.RESEARCH, RunStatus.RUNNING)
         dataset = await self._call(
@@ -209,7 +209,7 @@ class DataScienceRun:
         self._enter(Step.COMPLETE, RunStatus.RUNNING)
 
     async def _engineer_until_approved(self, timeout_seconds: float, max_rejections: int) -> None:
-        state = self.state_now
+        state = self._state
         version = 0
         while True:
             version += 1
@@ -243,7 +243,7 @@ class DataScienceRun:
                 )
 
     async def _await_decision(self, timeout_seconds: float) -> tuple[HumanApproval, str | None]:
-        state = self.state_now
+        state = self._state
         self._decision = None
         state.human_approval = HumanApproval.PENDING
         self._enter(Step.HUMAN_APPROVAL, RunStatus.AWAITING_APPROVAL)
@@ -264,7 +264,7 @@ class DataScienceRun:
 
     async def _train_until_accepted(self, max_critic_rounds: int) -> None:
         """ML → train → Critic, revised while the critic asks, then the best round is kept."""
-        state = self.state_now
+        state = self._state
         best: TrainingRound | None = None
         version = 0
         while True:
@@ -294,7 +294,7 @@ class DataScienceRun:
         state.review = best.review
 
     async def _training_round(self, version: int) -> TrainingRound:
-        state = self.state_now
+        state = self._state
         self._enter(Step.ML, RunStatus.RUNNING)
         outcome = await self._call(ActivityName.ML, self._context(version), CodeOutcome)
         self._record_usage(outcome.usage)
@@ -322,12 +322,8 @@ class DataScienceRun:
 
     # --- Helpers ------------------------------------------------------------------------------
 
-    @property
-    def state_now(self) -> RunState:
-        return self._state
-
     def _context(self, version: int = 1) -> AgentContext:
-        state = self.state_now
+        state = self._state
         assert state.dataset_info is not None
         return AgentContext(
             workflow_id=state.workflow_id,
@@ -358,7 +354,7 @@ class DataScienceRun:
     async def _execute(
         self, name: ActivityName, step: Step, code: str, version: int
     ) -> ExecutionResult:
-        state = self.state_now
+        state = self._state
         assert state.dataset_info is not None
         request = ExecutionRequest(
             workflow_id=state.workflow_id,
@@ -370,7 +366,7 @@ class DataScienceRun:
         return await self._call(name, request, ExecutionResult)
 
     def _enter(self, step: Step, status: RunStatus) -> None:
-        state = self.state_now
+        state = self._state
         state.current_step = step
         state.status = status
         state.next_step = _NEXT_STEP.get(step)
@@ -383,22 +379,21 @@ class DataScienceRun:
         )
 
     def _finish(self, status: RunStatus, error: str | None) -> None:
-        state = self.state_now
+        state = self._state
         state.last_error = error
-        state.next_step = None
         state.completed_at = workflow.now()
         self._enter(state.current_step if status != RunStatus.COMPLETED else Step.COMPLETE, status)
         state.next_step = None
         self._say("system", f"Run {status.value}." + (f" {error}" if error else ""))
 
     def _say(self, role: str, content: str) -> None:
-        state = self.state_now
+        state = self._state
         state.messages.append(
             Message(role=role, step=state.current_step, content=content, at=workflow.now())  # type: ignore[arg-type]
         )
 
     def _record_usage(self, usage: LlmUsage) -> None:
-        state = self.state_now
+        state = self._state
         state.usage.append(usage)
         state.usage_totals = state.usage_totals.add(usage)
 
@@ -414,7 +409,7 @@ class DataScienceRun:
     def _activity_failure_message(self, err: ActivityError) -> str:
         cause = err.cause
         detail = cause.message if isinstance(cause, ApplicationError) else str(cause or err)
-        return f"{self.state_now.current_step.value} failed: {detail}"
+        return f"{self._state.current_step.value} failed: {detail}"
 
 
 _NEXT_STEP: dict[Step, Step] = {

@@ -320,7 +320,3 @@ class RunStatusView(BaseModel):
     last_error: str | None = None
     created_at: datetime | None = None
     updated_at: datetime | None = None
-
-
-class RejectInput(BaseModel):
-    feedback: str | None = None

@@ -28,8 +28,9 @@ def higher_is_better(metrics: dict[str, float | str]) -> bool:
     flag = metrics.get("higher_is_better")
     if isinstance(flag, str) and flag.lower() in ("true", "false"):
         return flag.lower() == "true"
-    if metric_value(metrics, "higher_is_better") is not None:
-        return metric_value(metrics, "higher_is_better") != 0.0
+    number = metric_value(metrics, "higher_is_better")
+    if number is not None:
+        return number != 0.0
     metric = str(metrics.get("metric", "score")).lower()
     return metric.startswith("neg") or not metric.endswith(LOWER_IS_BETTER)
 
