@@ -7,7 +7,7 @@ import re
 import shutil
 import tempfile
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path, PurePosixPath
 from urllib.parse import unquote
@@ -71,6 +71,14 @@ def _relative_parts(name: str) -> tuple[str, ...] | None:
     return tuple(name.split("/"))
 
 
+def _visible_parts(name: str) -> tuple[str, ...] | None:
+    """As _relative_parts, also refusing hidden names: temporary files, which listings skip."""
+    parts = _relative_parts(name)
+    if parts is None or any(part.startswith(".") for part in parts):
+        return None
+    return parts
+
+
 def _fsync_write(path: Path, data: bytes) -> None:
     with open(path, "wb") as handle:
         handle.write(data)
@@ -92,7 +100,7 @@ class ArtifactStore:
         return self.root / workflow_id
 
     def version_dir(self, workflow_id: str, step: str, version: int) -> Path:
-        if _relative_parts(str(step)) is None or "/" in str(step) or str(step).startswith("."):
+        if _visible_parts(str(step)) is None or "/" in str(step):
             raise ValueError(f"invalid step name {step!r}")
         if version < 0:
             raise ValueError(f"invalid version {version}")
@@ -104,15 +112,7 @@ class ArtifactStore:
         self, workflow_id: str, step: str, version: int, name: str, data: bytes
     ) -> ArtifactRef:
         """Write one file atomically: a retried step replaces it, a reader never sees half."""
-        target = self._target(workflow_id, step, version, name)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        temp = target.parent / f"{_TEMP_PREFIX}{uuid.uuid4().hex}"
-        try:
-            _fsync_write(temp, data)
-            os.replace(temp, target)
-        finally:
-            temp.unlink(missing_ok=True)
-        return self._ref(workflow_id, target)
+        return self._place(workflow_id, step, version, name, lambda temp: _fsync_write(temp, data))
 
     def write_text(
         self, workflow_id: str, step: str, version: int, name: str, text: str
@@ -158,8 +158,8 @@ class ArtifactStore:
         """The real path of an artifact, or ArtifactNotFound for unknown or escaping names."""
         if not is_valid_workflow_id(workflow_id):
             raise ArtifactNotFound(workflow_id, name)
-        parts = _relative_parts(name)
-        if parts is None or any(part.startswith(".") for part in parts):
+        parts = _visible_parts(name)
+        if parts is None:
             raise ArtifactNotFound(workflow_id, name)
         run_dir = self.run_dir(workflow_id)
         try:
@@ -179,8 +179,7 @@ class ArtifactStore:
         """Every artifact of a run (or of one step / version), sorted by name."""
         if not is_valid_workflow_id(workflow_id):
             return []
-        run_dir = self.run_dir(workflow_id)
-        base = run_dir
+        base = self.run_dir(workflow_id)
         if step is not None:
             base = base / str(step)
             if version is not None:
@@ -189,21 +188,29 @@ class ArtifactStore:
 
     # --- Internals --------------------------------------------------------------------------
 
-    def _target(self, workflow_id: str, step: str, version: int, name: str) -> Path:
-        # Hidden names are where temporary files live, and listings skip them.
-        parts = _relative_parts(name)
-        if parts is None or any(part.startswith(".") for part in parts):
-            raise ValueError(f"invalid artifact name {name!r}")
-        return self.version_dir(workflow_id, step, version).joinpath(*parts)
-
     def _copy_in(
         self, workflow_id: str, step: str, version: int, name: str, source: Path
     ) -> ArtifactRef:
-        target = self._target(workflow_id, step, version, name)
+        return self._place(
+            workflow_id,
+            step,
+            version,
+            name,
+            lambda temp: shutil.copyfile(source, temp, follow_symlinks=False),
+        )
+
+    def _place(
+        self, workflow_id: str, step: str, version: int, name: str, fill: Callable[[Path], object]
+    ) -> ArtifactRef:
+        """Fill a temporary file beside the artifact, then rename it into place."""
+        parts = _visible_parts(name)
+        if parts is None:
+            raise ValueError(f"invalid artifact name {name!r}")
+        target = self.version_dir(workflow_id, step, version).joinpath(*parts)
         target.parent.mkdir(parents=True, exist_ok=True)
         temp = target.parent / f"{_TEMP_PREFIX}{uuid.uuid4().hex}"
         try:
-            shutil.copyfile(source, temp, follow_symlinks=False)
+            fill(temp)
             os.replace(temp, target)
         finally:
             temp.unlink(missing_ok=True)
