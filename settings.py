@@ -59,7 +59,8 @@ class Settings(BaseSettings):
     @field_validator("data_dir")
     @classmethod
     def _absolute_data_dir(cls, value: Path) -> Path:
-        # Generated code runs with its own working directory; relative paths would break there.
+        # Paths under it travel to other processes (the ML Worker, the sandbox) and to generated
+        # code running in its own working directory; relative paths would break there.
         return value.expanduser().resolve()
 
     @cached_property

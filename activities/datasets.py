@@ -22,9 +22,9 @@ from temporalio.exceptions import ApplicationError
 
 from activities.artifacts import ArtifactStore, is_valid_workflow_id
 from activities.executors import run_with_heartbeats
-from activities.offline.profiling import profile_csv
+from activities.offline.profiling import DELIMITERS, profile_csv
 from settings import Settings
-from workflows.contract import ActivityName, ErrorType
+from workflows.contract import RETRYABLE_ERRORS, ActivityName, ErrorType
 from workflows.models import DatasetInfo, DatasetProfile, DatasetRequest
 
 DATASET_FILE = "dataset.csv"
@@ -35,21 +35,22 @@ _CHUNK = 256 * 1024
 _SNIFF_MIN_BYTES = 1024
 _SNIFF_MAX_BYTES = 64 * 1024  # a wide header can be longer than the first KB
 _SNIFF_MIN_LINES = 3
-_DELIMITERS = (",", ";", "\t", "|")
 _REJECTED_CONTENT_TYPES = ("text/html", "application/xhtml+xml", "application/json")
 
 Profiler = Callable[[Path, str], DatasetProfile]
 
-# Which failures a retry can fix: a network blip, a busy or failing server. Everything else is
-# a property of the URL or of the file and fails the same way every time.
-_RETRYABLE = {ErrorType.DATASET_UNREACHABLE, ErrorType.DATASET_TIMEOUT}
-
 
 def dataset_error(error_type: ErrorType, message: str, url: str | None = None) -> ApplicationError:
-    """An ApplicationError whose retryability follows its type, with the (redacted) URL."""
+    """An ApplicationError whose retryability follows its type, with the (redacted) URL.
+
+    Only a network blip or a busy or failing server is retryable; everything else is a property
+    of the URL or of the file and fails the same way every time.
+    """
     where = f" ({redact_url(url)})" if url else ""
     return ApplicationError(
-        f"{message}{where}", type=error_type.value, non_retryable=error_type not in _RETRYABLE
+        f"{message}{where}",
+        type=error_type.value,
+        non_retryable=error_type not in RETRYABLE_ERRORS,
     )
 
 
@@ -93,8 +94,7 @@ class DatasetActivities:
             raise dataset_error(
                 ErrorType.DATASET_NOT_ALLOWED, f"invalid workflow id {request.workflow_id!r}"
             )
-        # Absolute, because the path travels to other processes (the ML Worker, the sandbox).
-        destination = (self.settings.datasets_dir / request.workflow_id / DATASET_FILE).absolute()
+        destination = self.settings.datasets_dir / request.workflow_id / DATASET_FILE
         # Beats by the clock, not per chunk: a server pausing between bytes for longer than the
         # heartbeat timeout (but less than the read timeout) must not look like a dead worker.
         stored = await run_with_heartbeats(
@@ -442,7 +442,8 @@ def _check_looks_like_csv(text: str, final: bool, url: str) -> None:
             ErrorType.DATASET_NOT_CSV, "dataset looks like a binary file, not a CSV", url
         )
 
-    rows_by_delimiter = {d: _sample_rows(text, d, final) for d in _DELIMITERS}
+    # The same delimiters the profiler chooses from.
+    rows_by_delimiter = {d: _sample_rows(text, d, final) for d in DELIMITERS}
     consistent = {
         d: rows
         for d, rows in rows_by_delimiter.items()

@@ -23,7 +23,7 @@ from temporalio.exceptions import ApplicationError
 from activities.artifacts import ArtifactStore, iter_regular_files
 from activities.sandbox import SandboxLimits, run_python, tail_text
 from settings import Settings
-from workflows.contract import ActivityName, ErrorType
+from workflows.contract import RETRYABLE_ERRORS, ActivityName, ErrorType
 from workflows.models import ArtifactRef, ExecutionRequest, ExecutionResult
 
 T = TypeVar("T")
@@ -49,13 +49,13 @@ def heartbeat(*details: Any) -> None:
         activity.heartbeat(*details)
 
 
-def heartbeat_interval(default: float = DEFAULT_HEARTBEAT_SECONDS) -> float:
+def heartbeat_interval() -> float:
     """Every 2 s, or faster when the heartbeat timeout is short: three beats fit in it."""
     if activity.in_activity():
         timeout = activity.info().heartbeat_timeout
         if timeout:
-            return min(default, timeout.total_seconds() / 3)
-    return default
+            return min(DEFAULT_HEARTBEAT_SECONDS, timeout.total_seconds() / 3)
+    return DEFAULT_HEARTBEAT_SECONDS
 
 
 async def run_with_heartbeats(awaitable: Awaitable[T], interval: float | None = None) -> T:
@@ -293,9 +293,7 @@ def _write_returned_files(files: Any, workdir: Path) -> list[str]:
 
 def executor_error(error_type: ErrorType, message: str) -> ApplicationError:
     return ApplicationError(
-        message,
-        type=error_type.value,
-        non_retryable=error_type is not ErrorType.EXECUTOR_UNAVAILABLE,
+        message, type=error_type.value, non_retryable=error_type not in RETRYABLE_ERRORS
     )
 
 
