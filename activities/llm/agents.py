@@ -71,27 +71,11 @@ class LlmAgents:
 
     async def data_engineering(self, ctx: AgentContext) -> CodeOutcome:
         prompt = prompts.data_engineering_prompt(ctx)
-        answer, usage = await self.provider.generate(
-            system=prompt.system,
-            user=prompt.user,
-            output_model=CodeAnswer,
-            agent=Step.DATA_ENGINEERING.value,
-            check=lambda a: check_code(a.code, EDA_OUTPUT_FILES),
-        )
-        code = GeneratedCode(code=answer.code, summary=answer.summary, version=ctx.version)
-        return CodeOutcome(code=code, usage=usage)
+        return await self._write_code(ctx, prompt, Step.DATA_ENGINEERING, EDA_OUTPUT_FILES)
 
     async def ml(self, ctx: AgentContext) -> CodeOutcome:
         prompt = prompts.ml_prompt(ctx)
-        answer, usage = await self.provider.generate(
-            system=prompt.system,
-            user=prompt.user,
-            output_model=CodeAnswer,
-            agent=Step.ML.value,
-            check=lambda a: check_code(a.code, TRAINING_OUTPUT_FILES),
-        )
-        code = GeneratedCode(code=answer.code, summary=answer.summary, version=ctx.version)
-        return CodeOutcome(code=code, usage=usage)
+        return await self._write_code(ctx, prompt, Step.ML, TRAINING_OUTPUT_FILES)
 
     async def critic(self, ctx: AgentContext) -> ReviewOutcome:
         prompt = prompts.critic_prompt(ctx)
@@ -102,6 +86,20 @@ class LlmAgents:
             agent=Step.CRITIC.value,
         )
         return ReviewOutcome(review=review, usage=usage)
+
+    async def _write_code(
+        self, ctx: AgentContext, prompt: prompts.Prompt, step: Step, outputs: tuple[str, ...]
+    ) -> CodeOutcome:
+        """One validated call for a script that must write each of `outputs`."""
+        answer, usage = await self.provider.generate(
+            system=prompt.system,
+            user=prompt.user,
+            output_model=CodeAnswer,
+            agent=step.value,
+            check=lambda a: check_code(a.code, outputs),
+        )
+        code = GeneratedCode(code=answer.code, summary=answer.summary, version=ctx.version)
+        return CodeOutcome(code=code, usage=usage)
 
 
 # --- Checks beyond the schema: each ValueError is fed back to the model to fix --------------
