@@ -14,6 +14,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 import uvicorn
 from fastapi import FastAPI, Request, Response
@@ -181,12 +182,19 @@ def _count_rows(dataset: Path) -> int | None:
     return len(dataset.read_text().splitlines()) - 1
 
 
-def _gate(state: ExecutorState) -> Response | None:
+async def _receive(request: Request, state: ExecutorState) -> tuple[Any, Response | None]:
+    """Record a job; also the answer that ends it early (refused, or the client hung up)."""
+    payload = json.loads(await request.body())
+    state.payloads.append(payload)
+    state.idempotency_keys.append(request.headers.get("idempotency-key"))
+    state.received.set()
     if len(state.payloads) <= state.fail_first:
-        return JSONResponse({"detail": "worker overloaded"}, status_code=503)
+        return payload, JSONResponse({"detail": "worker overloaded"}, status_code=503)
     if state.reject_with is not None:
-        return JSONResponse({"detail": "bad job"}, status_code=state.reject_with)
-    return None
+        return payload, JSONResponse({"detail": "bad job"}, status_code=state.reject_with)
+    if not await _wait_or_notice_disconnect(request, state):
+        return payload, Response(status_code=499)
+    return payload, None
 
 
 def browser_agent_app(state: ExecutorState) -> FastAPI:
@@ -195,14 +203,9 @@ def browser_agent_app(state: ExecutorState) -> FastAPI:
 
     @app.post("/execute")
     async def execute(request: Request) -> Response:
-        payload = json.loads(await request.body())
-        state.payloads.append(payload)
-        state.idempotency_keys.append(request.headers.get("idempotency-key"))
-        state.received.set()
-        if (refusal := _gate(state)) is not None:
-            return refusal
-        if not await _wait_or_notice_disconnect(request, state):
-            return Response(status_code=499)
+        payload, early = await _receive(request, state)
+        if early is not None:
+            return early
         return JSONResponse(await _run_code(payload["code"], payload.get("dataset")))
 
     return app
@@ -214,14 +217,9 @@ def ml_worker_app(state: ExecutorState) -> FastAPI:
 
     @app.post("/train")
     async def train(request: Request) -> Response:
-        payload = json.loads(await request.body())
-        state.payloads.append(payload)
-        state.idempotency_keys.append(request.headers.get("idempotency-key"))
-        state.received.set()
-        if (refusal := _gate(state)) is not None:
-            return refusal
-        if not await _wait_or_notice_disconnect(request, state):
-            return Response(status_code=499)
+        payload, early = await _receive(request, state)
+        if early is not None:
+            return early
         dataset = Path(str(payload["dataset"]))
         rows = await asyncio.to_thread(_count_rows, dataset)
         if rows is None:
