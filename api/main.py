@@ -202,7 +202,10 @@ async def list_runs(
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     page_token: str | None = None,
 ) -> RunList:
-    """Runs from Temporal visibility, most recent first, filtered by status if given."""
+    """Runs from Temporal visibility, filtered by status if given.
+
+    Open runs come first, newest first; then finished runs, most recently finished first.
+    """
     return await _runs(request).list_runs(status, limit, page_token)
 
 
