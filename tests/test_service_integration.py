@@ -67,8 +67,9 @@ def awaiting_approval(body: dict[str, Any]) -> bool:
     return bool(body["status"] == "awaiting_approval")
 
 
-def test_start_status_approve_completes_with_metrics(api: httpx.Client, churn_csv: str):
-    workflow_id = start(api, churn_csv)
+def test_start_status_approve_completes_with_metrics(api: httpx.Client):
+    # The README's dataset, by the relative path it gives (the worker runs from the repository).
+    workflow_id = start(api, "examples/churn.csv")
     waiting = wait_until(api, workflow_id, awaiting_approval)
     assert waiting["current_step"] == "human_approval"
     assert waiting["user_goal"] == GOAL
