@@ -188,13 +188,12 @@ class RunService:
                 state = await handle.query(QUERY_STATE, result_type=RunState, rpc_timeout=timeout)
             except (WorkflowQueryFailedError, WorkflowQueryRejectedError) as err:
                 raise RunNotFound(f"Run {workflow_id!r} cannot report its state: {err}") from err
-        if state.status.is_final or description.status in (None, ExecutionStatus.RUNNING):
+        status = _reported_status(state.status, description.status)
+        if status == state.status or description.status is None:
             return state
-        # Terminated or timed out from outside (CLI, Web UI): the run never got to say so.
-        closed = _CLOSED_STATUS.get(description.status, RunStatus.FAILED)
         return state.model_copy(
             update={
-                "status": closed,
+                "status": status,
                 "last_error": state.last_error
                 or f"Ended outside the service (Temporal status {description.status.name}).",
             }
@@ -289,6 +288,14 @@ def _status_filter(status: RunStatus) -> str:
     return recorded
 
 
+def _reported_status(recorded: RunStatus, execution: ExecutionStatus | None) -> RunStatus:
+    """What the run recorded, unless Temporal closed it from outside (terminated, timed out)
+    before it could say so itself."""
+    if recorded.is_final or execution in (None, ExecutionStatus.RUNNING):
+        return recorded
+    return _CLOSED_STATUS.get(execution, RunStatus.FAILED)
+
+
 def _decode_page_token(token: str | None) -> bytes | None:
     if not token:
         return None
@@ -305,9 +312,7 @@ async def _summary(execution: WorkflowExecution) -> RunSummary:
     attributes = execution.typed_search_attributes
     recorded = attributes.get(RUN_STATUS_ATTRIBUTE) or ""
     status = RunStatus(recorded) if recorded in RunStatus._value2member_map_ else RunStatus.STARTED
-    if execution.status not in (None, ExecutionStatus.RUNNING) and not status.is_final:
-        # The run was closed from outside (terminated, timed out) before it could say so itself.
-        status = _CLOSED_STATUS.get(execution.status, RunStatus.FAILED)
+    status = _reported_status(status, execution.status)
     step = attributes.get(CURRENT_STEP_ATTRIBUTE) or ""
     memo = await execution.memo()
     return RunSummary(
