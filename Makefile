@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: dev test lint bench clean
+.PHONY: dev test lint bench clean system-dev system-test
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -18,11 +18,18 @@ $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
 	touch $@ $(VENV)/.installed-dev
 
 ## Run the Temporal dev server (SQLite in ./data, Web UI on 8233), the worker and the API on 8000.
-dev: $(VENV)/.installed-dev
+dev: $(VENV)/.installed-dev system-dev
 	$(BIN)/python devserver.py
 
+## Debian packages: bubblewrap for the sandbox; redis-server and chromium for the tests.
+system-dev:
+	@scripts/system-packages dev
+
+system-test:
+	@scripts/system-packages test
+
 ## Lint, type-check and run the whole test suite against real Temporal servers.
-test: $(VENV)/.installed-test lint
+test: $(VENV)/.installed-test system-test lint
 	$(BIN)/pytest
 
 lint: $(VENV)/.installed-test

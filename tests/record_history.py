@@ -1,33 +1,85 @@
-"""Records a history into tests/histories/ for the replay test: `python -m tests.record_history`.
+"""Records histories into tests/histories/ for the replay test: `python -m tests.record_history`.
 
-Record a new one when the workflow changes on purpose, and keep the old ones: they stand for
-runs that may still be in flight somewhere.
+One history for each way a run can end. Record new ones when the workflow changes on purpose,
+and keep the old ones: they stand for runs that may still be in flight somewhere.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sys
+from collections.abc import Awaitable, Callable
 from datetime import date
 
+from temporalio.client import WorkflowFailureError, WorkflowHistory
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from tests.conftest import TEST_SERVER, register_search_attributes
+from tests.fake_team import FakeTeam
 from tests.test_replay import HISTORIES, record_history
+from tests.test_workflow_logic import RunHandle, awaiting, running, wait_for
+from workflows.contract import SIGNAL_APPROVE, SIGNAL_REJECT
+
+Drive = Callable[[RunHandle], Awaitable[None]]
+
+
+async def _approve(handle: RunHandle) -> None:
+    await wait_for(handle, awaiting(1))
+    await handle.signal(SIGNAL_APPROVE)
+
+
+async def _time_out(handle: RunHandle) -> None:
+    await wait_for(handle, awaiting(1))
+
+
+async def _reject_twice(handle: RunHandle) -> None:
+    await wait_for(handle, awaiting(1))
+    await handle.signal(SIGNAL_REJECT, {"feedback": "drop the id column"})
+    await wait_for(handle, awaiting(2))
+    await handle.signal(SIGNAL_REJECT, "still wrong")
+
+
+async def _cancel(handle: RunHandle) -> None:
+    await wait_for(handle, awaiting(1))
+    await handle.cancel()
+
+
+# name → (team, run options, how the test drives it)
+ENDINGS: dict[str, tuple[FakeTeam, dict[str, float], Drive]] = {
+    "completed": (FakeTeam(), {}, _approve),
+    "approval-timeout": (FakeTeam(), {"approval_timeout_seconds": 3600}, _time_out),
+    "rejection-limit": (FakeTeam(), {"max_rejections": 1}, _reject_twice),
+    "cancelled": (FakeTeam(), {}, _cancel),
+    "failed": (FakeTeam(training_fails_from=1), {}, _approve),
+}
+
+
+async def record_ending(
+    env: WorkflowEnvironment, team: FakeTeam, options: dict[str, float], drive: Drive
+) -> WorkflowHistory:
+    async with running(env, team, **options) as handle:
+        await drive(handle)
+        with contextlib.suppress(WorkflowFailureError):
+            await handle.result()
+        return await handle.fetch_history()
 
 
 async def main() -> None:
     env = await WorkflowEnvironment.start_time_skipping(
         data_converter=pydantic_data_converter, test_server_existing_path=str(TEST_SERVER)
     )
+    today = f"{date.today():%Y%m%d}"
     try:
         await register_search_attributes(env.client)
-        name = f"{date.today():%Y%m%d}-reject-approve-revise"
-        history = await record_history(env)
-        path = HISTORIES / f"{name}.json"
-        path.write_text(history.to_json())
-        print(f"recorded {path}", file=sys.stderr)
+        histories = {"reject-approve-revise": await record_history(env)}
+        for name, (team, options, drive) in ENDINGS.items():
+            histories[name] = await record_ending(env, team, options, drive)
+        for name, history in histories.items():
+            path = HISTORIES / f"wf-{today}-{name}.json"
+            path.write_text(history.to_json())
+            print(f"recorded {path}", file=sys.stderr)
     finally:
         await env.shutdown()
 
