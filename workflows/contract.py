@@ -19,7 +19,9 @@ QUERY_STATE = "state"
 # `temporal operator search-attribute create`.
 RUN_STATUS_ATTRIBUTE = SearchAttributeKey.for_keyword("RunStatus")
 CURRENT_STEP_ATTRIBUTE = SearchAttributeKey.for_keyword("CurrentStep")
-SEARCH_ATTRIBUTES = (RUN_STATUS_ATTRIBUTE, CURRENT_STEP_ATTRIBUTE)
+# The principal who started the run, set by the API at start; listing and quotas filter on it.
+OWNER_ATTRIBUTE = SearchAttributeKey.for_keyword("Owner")
+SEARCH_ATTRIBUTES = (RUN_STATUS_ATTRIBUTE, CURRENT_STEP_ATTRIBUTE, OWNER_ATTRIBUTE)
 
 
 class ActivityName(StrEnum):

@@ -150,10 +150,20 @@ class ResearchPlan(BaseModel):
     rationale: str = ""
 
 
+class RequestOutcome(BaseModel):
+    """What became of one thing a reviewer or the critic asked for in this version."""
+
+    request: str  # the ask, in the asker's words ("show me a correlation heatmap")
+    done: bool
+    reason: str = ""  # why not, when not done
+
+
 class GeneratedCode(BaseModel):
     code: str = Field(max_length=MAX_CODE_CHARS)
     summary: str = ""
     version: int = 1
+    # Which feedback this version addressed and which it could not; never dropped silently.
+    addressed: list[RequestOutcome] = Field(default_factory=list)
 
 
 class Finding(BaseModel):
