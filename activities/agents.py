@@ -8,6 +8,7 @@ from typing import Protocol
 from temporalio import activity
 
 from activities.artifacts import ArtifactStore
+from activities.heartbeats import run_with_heartbeats
 from workflows.contract import ActivityName
 from workflows.models import (
     AgentContext,
@@ -34,23 +35,24 @@ class AgentActivities:
 
     @activity.defn(name=ActivityName.RESEARCH)
     async def research(self, ctx: AgentContext) -> ResearchOutcome:
-        return await self.agents.research(ctx)
+        # Heartbeats while the model thinks: a worker lost mid-call is replaced in seconds.
+        return await run_with_heartbeats(self.agents.research(ctx))
 
     @activity.defn(name=ActivityName.DATA_ENGINEERING)
     async def data_engineering(self, ctx: AgentContext) -> CodeOutcome:
-        outcome = await self.agents.data_engineering(ctx)
+        outcome = await run_with_heartbeats(self.agents.data_engineering(ctx))
         await self._keep_code(ctx, Step.DATA_ENGINEERING, outcome)
         return outcome
 
     @activity.defn(name=ActivityName.ML)
     async def ml(self, ctx: AgentContext) -> CodeOutcome:
-        outcome = await self.agents.ml(ctx)
+        outcome = await run_with_heartbeats(self.agents.ml(ctx))
         await self._keep_code(ctx, Step.ML, outcome)
         return outcome
 
     @activity.defn(name=ActivityName.CRITIC)
     async def critic(self, ctx: AgentContext) -> ReviewOutcome:
-        return await self.agents.critic(ctx)
+        return await run_with_heartbeats(self.agents.critic(ctx))
 
     async def _keep_code(self, ctx: AgentContext, step: Step, outcome: CodeOutcome) -> None:
         """Every generated version stays downloadable, including ones a human rejected."""

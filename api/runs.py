@@ -13,7 +13,7 @@ import hashlib
 import secrets
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 from temporalio.api.workflowservice.v1 import DescribeNamespaceRequest
 from temporalio.client import (
@@ -23,6 +23,8 @@ from temporalio.client import (
     WorkflowHandle,
     WorkflowQueryFailedError,
     WorkflowQueryRejectedError,
+    WorkflowUpdateFailedError,
+    WorkflowUpdateRPCTimeoutOrCancelledError,
 )
 from temporalio.client import (
     WorkflowExecutionStatus as ExecutionStatus,
@@ -33,23 +35,42 @@ from temporalio.common import (
     WorkflowIDConflictPolicy,
     WorkflowIDReusePolicy,
 )
-from temporalio.contrib.pydantic import pydantic_data_converter
-from temporalio.exceptions import WorkflowAlreadyStartedError
+from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
-from api.errors import BadRequest, RunNotFound, TemporalUnavailable, WrongRunState
+from api.errors import (
+    BadRequest,
+    Forbidden,
+    RunNotFound,
+    TemporalUnavailable,
+    TooManyRequests,
+    WrongRunState,
+)
 from api.schemas import RunList, RunSummary
+from api.security import Principal, Role
+from payload_codec import data_converter
 from settings import Settings
 from workflows.contract import (
     CURRENT_STEP_ATTRIBUTE,
+    OWNER_ATTRIBUTE,
     QUERY_STATE,
     RUN_STATUS_ATTRIBUTE,
-    SIGNAL_APPROVE,
-    SIGNAL_REJECT,
+    SIGNAL_CANCELLED_BY,
+    UPDATE_APPROVE,
+    UPDATE_REJECT,
     WORKFLOW_TYPE,
+    ErrorType,
 )
 from workflows.data_science_run import DataScienceRun
-from workflows.models import RunInput, RunOptions, RunState, RunStatus, Step
+from workflows.models import (
+    Decision,
+    RunInput,
+    RunOptions,
+    RunState,
+    RunStatus,
+    RunStatusView,
+    Step,
+)
 
 # What Temporal says of a closed run when the run itself could not record it (e.g. terminated).
 _CLOSED_STATUS = {
@@ -85,7 +106,7 @@ class TemporalGateway:
                     self._client = await Client.connect(
                         self.settings.temporal_address,
                         namespace=self.settings.temporal_namespace,
-                        data_converter=pydantic_data_converter,
+                        data_converter=data_converter(self.settings),
                     )
                 except RuntimeError as err:
                     raise TemporalUnavailable(
@@ -124,12 +145,17 @@ class RunService:
         client = await self.gateway.client()
         return client.get_workflow_handle(workflow_id, result_type=RunState)
 
-    async def start(self, user_goal: str, dataset_url: str, workflow_id: str) -> RunSummary | None:
+    async def start(
+        self, user_goal: str, dataset_url: str, workflow_id: str, principal: Principal
+    ) -> RunSummary | None:
         """Start a run, or find the one already started under this id.
 
         Returns the existing run's summary when the id was used before, None for a new run.
         """
         client = await self.gateway.client()
+        # The memo is readable by anyone with Temporal access: the URL itself may carry
+        # credentials, so only its digest is kept there, to recognise a retried start.
+        dataset_digest = _digest(dataset_url)
         options = RunOptions(
             approval_timeout_seconds=self.settings.approval_timeout_seconds,
             max_rejections=self.settings.max_rejections,
@@ -137,20 +163,28 @@ class RunService:
         )
         async with temporal_errors():
             try:
+                await self._check_quota(principal)
                 await client.start_workflow(
                     DataScienceRun.run,
-                    RunInput(user_goal=user_goal, dataset_url=dataset_url, options=options),
+                    RunInput(
+                        user_goal=user_goal,
+                        dataset_url=dataset_url,
+                        options=options,
+                        owner=principal.name,
+                        owner_authenticated=principal.authenticated,
+                    ),
                     id=workflow_id,
                     task_queue=self.settings.temporal_task_queue,
                     # A retried start (same id) finds the first run instead of a second one;
                     # failing on conflict, rather than joining, lets us check it is the same ask.
                     id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
                     id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
-                    memo={"user_goal": user_goal, "dataset_url": dataset_url},
+                    memo={"user_goal": user_goal, "dataset_sha256": dataset_digest},
                     search_attributes=TypedSearchAttributes(
                         [
                             SearchAttributePair(RUN_STATUS_ATTRIBUTE, RunStatus.STARTED.value),
-                            SearchAttributePair(CURRENT_STEP_ATTRIBUTE, Step.RESEARCH.value),
+                            SearchAttributePair(CURRENT_STEP_ATTRIBUTE, Step.DATASET_INTAKE.value),
+                            SearchAttributePair(OWNER_ATTRIBUTE, principal.name),
                         ]
                     ),
                     static_summary=user_goal[:200],
@@ -162,10 +196,11 @@ class RunService:
         if (
             existing.workflow_type != WORKFLOW_TYPE
             or memo.get("user_goal") != user_goal
-            or memo.get("dataset_url") != dataset_url
+            or memo.get("dataset_sha256") != dataset_digest
+            or existing.typed_search_attributes.get(OWNER_ATTRIBUTE) != principal.name
         ):
             raise WrongRunState(
-                f"Run {workflow_id!r} already exists with a different goal or dataset; "
+                f"Run {workflow_id!r} already exists with a different goal, dataset or owner; "
                 "choose another workflow_id or Idempotency-Key."
             )
         return await _summary(existing)
@@ -199,42 +234,104 @@ class RunService:
             }
         )
 
-    async def approve(self, workflow_id: str, version: int | None = None) -> RunState:
-        return await self._decide(workflow_id, SIGNAL_APPROVE, {"version": version})
+    async def _check_quota(self, principal: Principal) -> None:
+        limit = self.settings.max_active_runs_per_principal
+        if not limit:
+            return
+        client = await self.gateway.client()
+        query = (
+            f"WorkflowType = '{WORKFLOW_TYPE}' AND ExecutionStatus = 'Running' AND "
+            f"{OWNER_ATTRIBUTE.name} = {_quoted(principal.name)}"
+        )
+        active = (await client.count_workflows(query)).count
+        if active >= limit:
+            raise TooManyRequests(
+                f"{principal.name} already has {active} active runs; the limit is {limit} "
+                "(MAX_ACTIVE_RUNS_PER_PRINCIPAL). Wait for one to finish or cancel one.",
+                headers={"Retry-After": "60"},
+            )
+
+    async def approve(
+        self, workflow_id: str, version: int | None, principal: Principal
+    ) -> RunStatusView:
+        return await self._decide(workflow_id, UPDATE_APPROVE, principal, version, None)
 
     async def reject(
-        self, workflow_id: str, feedback: str | None, version: int | None = None
-    ) -> RunState:
-        return await self._decide(
-            workflow_id, SIGNAL_REJECT, {"feedback": feedback, "version": version}
-        )
+        self, workflow_id: str, feedback: str | None, version: int | None, principal: Principal
+    ) -> RunStatusView:
+        return await self._decide(workflow_id, UPDATE_REJECT, principal, version, feedback)
 
-    async def _decide(self, workflow_id: str, signal: str, payload: dict[str, object]) -> RunState:
-        state = await self.state(workflow_id)
-        if state.status != RunStatus.AWAITING_APPROVAL:
-            raise WrongRunState(
-                f"Run {workflow_id!r} is {state.status.value} at {state.current_step.value}, "
-                f"not awaiting approval; nothing to {signal}."
+    async def _decide(
+        self,
+        workflow_id: str,
+        update: str,
+        principal: Principal,
+        version: int | None,
+        feedback: str | None,
+    ) -> RunStatusView:
+        """Send the decision as an update: the answer says whether it took effect."""
+        description = await self._describe(workflow_id)
+        if description.status != ExecutionStatus.RUNNING:
+            raise WrongRunState(f"Run {workflow_id!r} has already ended; nothing to {update}.")
+        owner = description.typed_search_attributes.get(OWNER_ATTRIBUTE)
+        if (
+            update == UPDATE_APPROVE
+            and self.settings.require_separate_approver
+            and owner == principal.name
+        ):
+            raise Forbidden(
+                f"{principal.name} started run {workflow_id!r} and cannot also approve it: "
+                "REQUIRE_SEPARATE_APPROVER is on, so another approver must decide."
             )
-        waiting = state.code_context.eda_code.version if state.code_context.eda_code else None
-        version = payload.get("version")
-        if version is not None and version != waiting:
-            raise WrongRunState(
-                f"Run {workflow_id!r} is waiting on EDA code v{waiting}, not v{version}; "
-                f"review v{waiting} (GET /workflow/{workflow_id}) before you {signal} it."
-            )
+        wait = self.settings.decision_timeout_seconds
+        decision = Decision(
+            by=principal.name,
+            authenticated=principal.authenticated,
+            version=version,
+            feedback=feedback,
+            # If no worker takes it in time the caller hears 503; a late delivery must not count.
+            expires_at=datetime.now(UTC) + timedelta(seconds=wait),
+        )
         handle = await self._handle(workflow_id)
         async with temporal_errors(workflow_id):
-            # The workflow checks the version again: another reviewer may act in between.
-            await handle.signal(signal, {k: v for k, v in payload.items() if v is not None})
-        return state
+            try:
+                return await handle.execute_update(
+                    update,
+                    decision,
+                    result_type=RunStatusView,
+                    rpc_timeout=timedelta(seconds=wait),
+                )
+            except WorkflowUpdateFailedError as err:
+                cause = err.cause
+                if isinstance(cause, ApplicationError) and cause.type == ErrorType.DECISION_REFUSED:
+                    raise WrongRunState(cause.message) from err
+                raise
+            except WorkflowUpdateRPCTimeoutOrCancelledError as err:
+                raise TemporalUnavailable(
+                    f"No worker took the {update} decision for run {workflow_id!r} within "
+                    f"{wait:g} s (DECISION_TIMEOUT_SECONDS), so it was not applied. Check that "
+                    "a worker (python worker.py) is running, then send it again."
+                ) from err
+            except RPCError as err:
+                if err.status == RPCStatusCode.NOT_FOUND:
+                    # It existed a moment ago (describe said so): it has just closed.
+                    raise WrongRunState(
+                        f"Run {workflow_id!r} has just ended; nothing to {update}."
+                    ) from err
+                raise
 
     async def ensure_exists(self, workflow_id: str) -> None:
         """404 unless Temporal knows the run; needs no worker, unlike a query."""
         await self._describe(workflow_id)
 
-    async def cancel(self, workflow_id: str) -> None:
+    async def cancel(self, workflow_id: str, principal: Principal) -> None:
         description = await self._describe(workflow_id)
+        owner = description.typed_search_attributes.get(OWNER_ATTRIBUTE)
+        if not principal.is_admin and owner != principal.name:
+            raise Forbidden(
+                f"Run {workflow_id!r} was started by {owner or 'someone outside the API'}; "
+                "only its owner or an admin may cancel it."
+            )
         if description.status != ExecutionStatus.RUNNING:
             status = _CLOSED_STATUS.get(description.status, RunStatus.FAILED)  # type: ignore[arg-type]
             raise WrongRunState(
@@ -242,17 +339,37 @@ class RunService:
             )
         handle = await self._handle(workflow_id)
         async with temporal_errors(workflow_id):
+            # Temporal's cancel carries no name, so the run hears who asked just before it.
+            await handle.signal(
+                SIGNAL_CANCELLED_BY,
+                Decision(by=principal.name, authenticated=principal.authenticated),
+            )
             await handle.cancel()
 
     async def list_runs(
-        self, status: RunStatus | None, limit: int, page_token: str | None
+        self,
+        status: RunStatus | None,
+        limit: int,
+        page_token: str | None,
+        principal: Principal,
+        owner: str | None = None,
     ) -> RunList:
+        """Runs the caller may see: admins all; others their own, and approvers also every run
+        that awaits approval. `owner` narrows further ("me" is the caller)."""
         client = await self.gateway.client()
         query = f"WorkflowType = '{WORKFLOW_TYPE}'"
         if status is not None:
             query += f" AND {_status_filter(status)}"
+        if owner is not None:
+            name = principal.name if owner == "me" else owner
+            query += f" AND {OWNER_ATTRIBUTE.name} = {_quoted(name)}"
+        if not principal.is_admin:
+            visible = f"{OWNER_ATTRIBUTE.name} = {_quoted(principal.name)}"
+            if Role.APPROVER in principal.roles:
+                visible = f"({visible} OR ({_status_filter(RunStatus.AWAITING_APPROVAL)}))"
+            query += f" AND {visible}"
         token = _decode_page_token(page_token)
-        async with temporal_errors():
+        async with _page_token_errors(token is not None), temporal_errors():
             iterator = client.list_workflows(query, page_size=limit, next_page_token=token)
             await iterator.fetch_next_page()
             page = list(iterator.current_page or [])
@@ -296,6 +413,34 @@ def _reported_status(recorded: RunStatus, execution: ExecutionStatus | None) -> 
     return _CLOSED_STATUS.get(execution, RunStatus.FAILED)
 
 
+def _digest(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _quoted(value: str) -> str:
+    """A string literal for a visibility query; a name cannot close the quote early."""
+    escaped = value.replace("\\", "\\\\").replace("'", "\\'")
+    return f"'{escaped}'"
+
+
+@asynccontextmanager
+async def _page_token_errors(token_given: bool) -> AsyncIterator[None]:
+    """A page token that decodes but that Temporal cannot use is the caller's mistake (400)."""
+    try:
+        yield
+    except RPCError as err:
+        if token_given and err.status not in (
+            RPCStatusCode.UNAVAILABLE,
+            RPCStatusCode.DEADLINE_EXCEEDED,
+            RPCStatusCode.CANCELLED,
+        ):
+            raise BadRequest(
+                "page_token is not one this API returned for this listing; start from the "
+                "first page."
+            ) from err
+        raise
+
+
 def _decode_page_token(token: str | None) -> bytes | None:
     if not token:
         return None
@@ -320,6 +465,7 @@ async def _summary(execution: WorkflowExecution) -> RunSummary:
         status=status,
         current_step=Step(step) if step in Step._value2member_map_ else None,
         user_goal=memo.get("user_goal"),
+        owner=attributes.get(OWNER_ATTRIBUTE),
         started_at=execution.start_time,
         closed_at=execution.close_time,
     )

@@ -41,6 +41,8 @@ class FakeTeam:
     verdicts: list[str] = field(default_factory=lambda: ["accept"])
     scores: list[float] = field(default_factory=lambda: [0.9])
     training_fails_from: int | None = None  # the training call from which a limit is exceeded
+    eda_exit_code: int = 0
+    training_exit_code: int = 0  # the generated training script's exit code, every round
     calls: dict[str, int] = field(default_factory=dict)
     contexts: dict[str, list[AgentContext]] = field(default_factory=dict)
 
@@ -97,7 +99,13 @@ class FakeTeam:
     @activity.defn(name=ActivityName.EXECUTE_EDA)
     async def execute_eda(self, request: ExecutionRequest) -> ExecutionResult:
         self._count("execute_eda")
-        return ExecutionResult(backend="local", exit_code=0, duration_seconds=0.1, stdout_tail="ok")
+        return ExecutionResult(
+            backend="local",
+            exit_code=self.eda_exit_code,
+            duration_seconds=0.1,
+            stdout_tail="ok",
+            stderr_tail="" if self.eda_exit_code == 0 else "KeyError: 'gender'",
+        )
 
     @activity.defn(name=ActivityName.ML)
     async def ml(self, ctx: AgentContext) -> CodeOutcome:
@@ -112,6 +120,13 @@ class FakeTeam:
                 "the code exceeded the 2048 MB memory limit", type=ErrorType.EXECUTION_LIMIT
             )
         score = self.scores[min(call, len(self.scores)) - 1]
+        if self.training_exit_code:
+            return ExecutionResult(
+                backend="local",
+                exit_code=self.training_exit_code,
+                duration_seconds=0.1,
+                stderr_tail="Traceback...\nValueError: Input contains NaN",
+            )
         return ExecutionResult(
             backend="local",
             exit_code=0,

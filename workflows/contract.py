@@ -9,9 +9,15 @@ from temporalio.common import RetryPolicy, SearchAttributeKey
 
 WORKFLOW_TYPE = "DataScienceRun"
 
-# Signals and queries an operator can use by hand with the `temporal` CLI.
+# Signals, updates and queries an operator can use by hand with the `temporal` CLI.
+# Approve and reject exist as both: the update tells its caller whether its decision took
+# effect (the API uses it); the signal is fire-and-forget for `temporal workflow signal`.
 SIGNAL_APPROVE = "approve"
 SIGNAL_REJECT = "reject"
+UPDATE_APPROVE = "approve"
+UPDATE_REJECT = "reject"
+# Sent by the API just before it asks Temporal to cancel, so the run records who cancelled it.
+SIGNAL_CANCELLED_BY = "cancelled_by"
 QUERY_STATUS = "status"
 QUERY_STATE = "state"
 
@@ -32,6 +38,7 @@ class ActivityName(StrEnum):
     ML = "ml_agent"
     TRAIN_MODEL = "train_model"
     CRITIC = "critic_agent"
+    NOTIFY = "notify_webhooks"
 
 
 class ErrorType(StrEnum):
@@ -56,8 +63,11 @@ class ErrorType(StrEnum):
     EXECUTION_LIMIT = "ExecutionLimitExceeded"
     EXECUTOR_REJECTED = "ExecutorRejected"
     EXECUTOR_UNAVAILABLE = "ExecutorUnavailable"  # retryable
+    # Notifications: a webhook receiver that is down or answers with an error.
+    WEBHOOK_UNDELIVERED = "WebhookUndelivered"  # retryable
     # How a run ends when it fails (the workflow's own failure, shown in the Web UI).
     STEP_FAILED = "StepFailed"
+    DECISION_REFUSED = "DecisionRefused"  # an approve/reject update that did not take effect
     APPROVAL_TIMED_OUT = "ApprovalTimedOut"
     REJECTION_LIMIT_REACHED = "RejectionLimitReached"
 
@@ -67,6 +77,7 @@ RETRYABLE_ERRORS = {
     ErrorType.DATASET_TIMEOUT,
     ErrorType.LLM_TRANSIENT,
     ErrorType.EXECUTOR_UNAVAILABLE,
+    ErrorType.WEBHOOK_UNDELIVERED,
 }
 NON_RETRYABLE_ERRORS = [e.value for e in ErrorType if e not in RETRYABLE_ERRORS]
 
@@ -81,16 +92,20 @@ def retry_policy(maximum_attempts: int) -> RetryPolicy:
     )
 
 
-# Per activity: (start-to-close timeout, heartbeat timeout or None, maximum attempts).
+# Per activity: (start-to-close timeout, heartbeat timeout, maximum attempts).
 # An agent call may make 1 + LLM_MAX_VALIDATION_RETRIES model requests, hence 10 minutes.
-# Executions carry their own wall-clock limit in the sandbox; Temporal's timeout is the backstop,
-# and the heartbeat timeout is what notices a worker that died mid-step.
+# Executions carry their own wall-clock limit in the sandbox; Temporal's timeout is the backstop.
+# Every step heartbeats (agents while they wait on a model), so the heartbeat timeout notices a
+# worker that died mid-step, or a completion lost while Temporal was down, within seconds.
+HEARTBEAT_TIMEOUT = timedelta(seconds=20)
 ACTIVITY_TIMEOUTS: dict[ActivityName, tuple[timedelta, timedelta | None, int]] = {
     ActivityName.FETCH_DATASET: (timedelta(minutes=10), timedelta(seconds=30), 5),
-    ActivityName.RESEARCH: (timedelta(minutes=10), None, 5),
-    ActivityName.DATA_ENGINEERING: (timedelta(minutes=10), None, 5),
-    ActivityName.ML: (timedelta(minutes=10), None, 5),
-    ActivityName.CRITIC: (timedelta(minutes=10), None, 5),
+    ActivityName.RESEARCH: (timedelta(minutes=10), HEARTBEAT_TIMEOUT, 5),
+    ActivityName.DATA_ENGINEERING: (timedelta(minutes=10), HEARTBEAT_TIMEOUT, 5),
+    ActivityName.ML: (timedelta(minutes=10), HEARTBEAT_TIMEOUT, 5),
+    ActivityName.CRITIC: (timedelta(minutes=10), HEARTBEAT_TIMEOUT, 5),
     ActivityName.EXECUTE_EDA: (timedelta(hours=2), timedelta(seconds=30), 3),
     ActivityName.TRAIN_MODEL: (timedelta(hours=4), timedelta(seconds=30), 3),
+    # One POST per configured URL, 10 s each; a receiver that is down is retried, never fatal.
+    ActivityName.NOTIFY: (timedelta(seconds=30), None, 5),
 }

@@ -21,7 +21,10 @@ from workflows.contract import (
     QUERY_STATUS,
     RUN_STATUS_ATTRIBUTE,
     SIGNAL_APPROVE,
+    SIGNAL_CANCELLED_BY,
     SIGNAL_REJECT,
+    UPDATE_APPROVE,
+    UPDATE_REJECT,
     WORKFLOW_TYPE,
     ActivityName,
     ErrorType,
@@ -29,9 +32,11 @@ from workflows.contract import (
 )
 from workflows.models import (
     AgentContext,
+    AuditEntry,
     CodeOutcome,
     DatasetInfo,
     DatasetRequest,
+    Decision,
     ExecutionRequest,
     ExecutionResult,
     Feedback,
@@ -48,7 +53,13 @@ from workflows.models import (
     RunStatusView,
     Step,
 )
+from workflows.redaction import redact_dataset_url
 from workflows.scoring import is_better
+
+# Changes to the command sequence, each behind workflow.patched so runs recorded before them
+# (tests/histories/) replay unchanged. Remove a branch only when no such run can be in flight.
+PATCH_INTAKE_STEP = "dataset-intake-step"  # intake is its own step, entered before research
+PATCH_HONEST_OUTCOMES = "honest-outcomes"  # EDA or training that never succeeded fails the run
 
 ResultT = TypeVar("ResultT", bound=BaseModel)
 
@@ -71,21 +82,26 @@ class RunEnded(Exception):
         self.error_type = error_type
 
 
-def _read_decision(payload: Any) -> tuple[str | None, int | None]:
-    """Feedback text and the code version decided on, from whatever an operator can type
-    into `temporal workflow signal --input`: nothing, a bare string, or a JSON object."""
+def _read_signal_decision(payload: Any) -> Decision:
+    """A decision from whatever an operator can type into `temporal workflow signal --input`:
+    nothing, a bare string, or a JSON object. A name given as `by` is recorded as given,
+    never as authenticated: nothing vouched for it."""
     if payload is None:
-        return None, None
+        return Decision()
     if isinstance(payload, str):
-        return payload.strip() or None, None
+        return Decision(feedback=payload.strip()[:4000] or None)
     if isinstance(payload, dict):
         text = payload.get("feedback") or payload.get("comment")
         version = payload.get("version")
-        return (
-            (str(text).strip() or None) if text else None,
-            version if isinstance(version, int) and not isinstance(version, bool) else None,
+        by = payload.get("by")
+        return Decision(
+            by=str(by)[:200] if by else None,
+            feedback=(str(text).strip()[:4000] or None) if text else None,
+            version=version
+            if isinstance(version, int) and version >= 1 and version is not True
+            else None,
         )
-    return str(payload), None
+    return Decision(feedback=str(payload)[:4000])
 
 
 @workflow.defn(name=WORKFLOW_TYPE)
@@ -97,11 +113,24 @@ class DataScienceRun:
         self._state = RunState(
             workflow_id=workflow.info().workflow_id,
             user_goal=run_input.user_goal,
-            dataset_url=run_input.dataset_url,
+            # Only intake sees the URL as given: it may carry credentials.
+            dataset_url=redact_dataset_url(run_input.dataset_url),
+            owner=run_input.owner,
+            audit=[
+                AuditEntry(
+                    action="started",
+                    by=run_input.owner,
+                    authenticated=run_input.owner_authenticated,
+                    via="api" if run_input.owner_authenticated else "temporal",
+                    at=now,
+                )
+            ],
             created_at=now,
             updated_at=now,
         )
-        self._decision: tuple[HumanApproval, str | None] | None = None
+        self._dataset_url = run_input.dataset_url
+        self._decision: tuple[HumanApproval, Decision] | None = None
+        self._cancelled_by: Decision | None = None
 
     # --- Handlers -----------------------------------------------------------------------------
 
@@ -114,32 +143,93 @@ class DataScienceRun:
         return self._state
 
     @workflow.signal(name=SIGNAL_APPROVE)
-    def approve(self, payload: Any = None) -> None:
-        self._decide(HumanApproval.APPROVED, *_read_decision(payload))
+    def approve_signal(self, payload: Any = None) -> None:
+        self._decide_by_signal(HumanApproval.APPROVED, _read_signal_decision(payload))
 
     @workflow.signal(name=SIGNAL_REJECT)
-    def reject(self, payload: Any = None) -> None:
-        self._decide(HumanApproval.REJECTED, *_read_decision(payload))
+    def reject_signal(self, payload: Any = None) -> None:
+        self._decide_by_signal(HumanApproval.REJECTED, _read_signal_decision(payload))
 
-    def _decide(self, decision: HumanApproval, text: str | None, version: int | None) -> None:
+    # The updates answer their caller: accepted with the run's new status, or refused with the
+    # reason. The handlers finish without awaiting, so of two racing decisions the second one's
+    # validator already sees the first: exactly one takes effect.
+    @workflow.update(name=UPDATE_APPROVE)
+    async def approve_update(self, decision: Decision) -> RunStatusView:
+        return self._decide_by_update(HumanApproval.APPROVED, decision)
+
+    @approve_update.validator
+    def _validate_approve(self, decision: Decision) -> None:
+        self._raise_if_refused(HumanApproval.APPROVED, decision)
+
+    @workflow.update(name=UPDATE_REJECT)
+    async def reject_update(self, decision: Decision) -> RunStatusView:
+        return self._decide_by_update(HumanApproval.REJECTED, decision)
+
+    @reject_update.validator
+    def _validate_reject(self, decision: Decision) -> None:
+        self._raise_if_refused(HumanApproval.REJECTED, decision)
+
+    @workflow.signal(name=SIGNAL_CANCELLED_BY)
+    def cancelled_by(self, decision: Decision) -> None:
+        """Who asked for the cancellation that follows; Temporal's cancel carries no name."""
+        self._cancelled_by = decision
+
+    def _refusal(self, decision: HumanApproval, request: Decision) -> str | None:
+        """Why this decision cannot take effect now, or None when it can."""
         state = self._state
         if state.status != RunStatus.AWAITING_APPROVAL or self._decision is not None:
-            # A decision only counts while the run waits for one; a stray CLI signal is noted.
-            self._say(
-                "system",
-                f"Ignored {decision.value} signal: the run is {state.status.value} "
-                f"at {state.current_step.value}.",
+            if self._decision is not None:
+                taken = self._decision[0].value.lower()
+                return f"another decision ({taken}) was already taken on this version"
+            return (
+                f"the run is {state.status.value} at {state.current_step.value}, "
+                "not awaiting approval"
             )
-            return
         current = state.code_context.eda_code.version if state.code_context.eda_code else None
-        if version is not None and version != current:
+        if request.version is not None and request.version != current:
             # The reviewer saw another version than the one now waiting: never approve unseen code.
-            self._say(
-                "system",
-                f"Ignored {decision.value} signal for EDA code v{version}: v{current} is waiting.",
+            return f"EDA code v{current} is waiting, not v{request.version}; review v{current}"
+        if request.expires_at is not None and workflow.now() > request.expires_at:
+            return "the decision arrived after its sender stopped waiting for it"
+        return None
+
+    def _raise_if_refused(self, decision: HumanApproval, request: Decision) -> None:
+        if (reason := self._refusal(decision, request)) is not None:
+            raise ApplicationError(
+                f"Cannot {_VERB[decision]} run {self._state.workflow_id}: {reason}.",
+                type=ErrorType.DECISION_REFUSED,
+                non_retryable=True,
             )
+
+    def _decide_by_update(self, decision: HumanApproval, request: Decision) -> RunStatusView:
+        self._raise_if_refused(decision, request)  # the validator ran, but may be skipped on replay
+        self._take(decision, request, via="api" if request.authenticated else "update")
+        return self._state.status_view()
+
+    def _decide_by_signal(self, decision: HumanApproval, request: Decision) -> None:
+        if (reason := self._refusal(decision, request)) is not None:
+            # A signal has nobody to answer; a stray one is noted where operators look.
+            self._say("system", f"Ignored {_VERB[decision]} signal: {reason}.")
             return
-        self._decision = (decision, text)
+        self._take(decision, request.model_copy(update={"authenticated": False}), via="signal")
+
+    def _take(self, decision: HumanApproval, request: Decision, via: str) -> None:
+        state = self._state
+        self._decision = (decision, request)
+        state.human_approval = decision
+        state.audit.append(
+            AuditEntry(
+                action="approved" if decision == HumanApproval.APPROVED else "rejected",
+                by=request.by,
+                authenticated=request.authenticated,
+                via=via,  # type: ignore[arg-type]
+                at=workflow.now(),
+                version=state.code_context.eda_code.version
+                if state.code_context.eda_code
+                else None,
+                feedback=request.feedback,
+            )
+        )
 
     # --- The run ------------------------------------------------------------------------------
 
@@ -150,7 +240,7 @@ class DataScienceRun:
         except BaseException as err:
             # Record why the run ended, then fail the workflow so the Web UI shows it too.
             if is_cancelled_exception(err):
-                self._finish(RunStatus.CANCELLED, "Cancelled by request.")
+                self._record_cancellation()
                 raise
             if isinstance(err, RunEnded):
                 self._finish(err.status, err.message)
@@ -172,17 +262,20 @@ class DataScienceRun:
         options = run_input.options
         state = self._state
 
-        self._enter(Step.RESEARCH, RunStatus.RUNNING)
+        intake_step = workflow.patched(PATCH_INTAKE_STEP)
+        self._enter(Step.DATASET_INTAKE if intake_step else Step.RESEARCH, RunStatus.RUNNING)
         dataset = await self._call(
             ActivityName.FETCH_DATASET,
             DatasetRequest(
                 workflow_id=state.workflow_id,
-                dataset_url=state.dataset_url,
+                dataset_url=self._dataset_url,
                 user_goal=state.user_goal,
             ),
             DatasetInfo,
         )
         state.dataset_info = dataset
+        if intake_step:
+            self._enter(Step.RESEARCH, RunStatus.RUNNING)
         research = await self._call(ActivityName.RESEARCH, self._context(), ResearchOutcome)
         self._record_usage(research.usage)
         state.plan = research.plan
@@ -203,7 +296,14 @@ class DataScienceRun:
         state.code_context.eda_result = await self._execute(
             ActivityName.EXECUTE_EDA, Step.BROWSER_AGENT, eda_code.code, eda_code.version
         )
-        self._say("agent", f"EDA code ran (exit code {state.code_context.eda_result.exit_code}).")
+        eda_result = state.code_context.eda_result
+        self._say("agent", f"EDA code ran (exit code {eda_result.exit_code}).")
+        if not eda_result.succeeded and workflow.patched(PATCH_HONEST_OUTCOMES):
+            raise RunEnded(
+                RunStatus.FAILED,
+                f"The approved EDA code v{eda_code.version} failed: {_failure_detail(eda_result)}",
+                ErrorType.STEP_FAILED,
+            )
 
         await self._train_until_accepted(options.max_critic_rounds)
         self._enter(Step.COMPLETE, RunStatus.RUNNING)
@@ -222,9 +322,12 @@ class DataScienceRun:
             state.code_context.eda_code = outcome.code
             self._say("agent", f"EDA code v{version} ready for review: {outcome.code.summary}")
 
-            decision, text = await self._await_decision(timeout_seconds)
+            decision, request = await self._await_decision(timeout_seconds)
+            text, who = request.feedback, f" by {request.by}" if request.by else ""
             if decision == HumanApproval.APPROVED:
-                self._say("human", f"Approved EDA code v{version}." + (f" {text}" if text else ""))
+                self._say(
+                    "human", f"Approved EDA code v{version}{who}." + (f" {text}" if text else "")
+                )
                 return
             state.rejection_count += 1
             feedback = text or "Rejected without comment; revise the EDA code."
@@ -233,7 +336,7 @@ class DataScienceRun:
                     source="human", text=feedback, step=Step.DATA_ENGINEERING, at=workflow.now()
                 )
             )
-            self._say("human", f"Rejected EDA code v{version}: {feedback}")
+            self._say("human", f"Rejected EDA code v{version}{who}: {feedback}")
             if state.rejection_count > max_rejections:
                 raise RunEnded(
                     RunStatus.FAILED,
@@ -242,7 +345,7 @@ class DataScienceRun:
                     ErrorType.REJECTION_LIMIT_REACHED,
                 )
 
-    async def _await_decision(self, timeout_seconds: float) -> tuple[HumanApproval, str | None]:
+    async def _await_decision(self, timeout_seconds: float) -> tuple[HumanApproval, Decision]:
         state = self._state
         self._decision = None
         state.human_approval = HumanApproval.PENDING
@@ -292,6 +395,14 @@ class DataScienceRun:
         state.code_context.training_code = best.code
         state.code_context.training_result = best.result
         state.review = best.review
+        if not best.result.succeeded and workflow.patched(PATCH_HONEST_OUTCOMES):
+            # A run without a model never reports completed.
+            raise RunEnded(
+                RunStatus.FAILED,
+                f"Training never succeeded; the last attempt (v{best.version}) failed: "
+                f"{_failure_detail(best.result)}",
+                ErrorType.STEP_FAILED,
+            )
 
     async def _training_round(self, version: int) -> TrainingRound:
         state = self._state
@@ -386,6 +497,20 @@ class DataScienceRun:
         state.next_step = None
         self._say("system", f"Run {status.value}." + (f" {error}" if error else ""))
 
+    def _record_cancellation(self) -> None:
+        request = self._cancelled_by or Decision()
+        self._state.audit.append(
+            AuditEntry(
+                action="cancelled",
+                by=request.by,
+                authenticated=request.authenticated,
+                via="api" if request.authenticated else "temporal",
+                at=workflow.now(),
+            )
+        )
+        who = f" by {request.by}" if request.by else ""
+        self._finish(RunStatus.CANCELLED, f"Cancelled{who} by request.")
+
     def _say(self, role: str, content: str) -> None:
         state = self._state
         state.messages.append(
@@ -412,7 +537,10 @@ class DataScienceRun:
         return f"{self._state.current_step.value} failed: {detail}"
 
 
+_VERB = {HumanApproval.APPROVED: "approve", HumanApproval.REJECTED: "reject"}
+
 _NEXT_STEP: dict[Step, Step] = {
+    Step.DATASET_INTAKE: Step.RESEARCH,
     Step.RESEARCH: Step.DATA_ENGINEERING,
     Step.DATA_ENGINEERING: Step.HUMAN_APPROVAL,
     Step.HUMAN_APPROVAL: Step.BROWSER_AGENT,
@@ -421,6 +549,13 @@ _NEXT_STEP: dict[Step, Step] = {
     Step.ML_WORKER: Step.CRITIC,
     Step.CRITIC: Step.COMPLETE,
 }
+
+
+def _failure_detail(result: ExecutionResult) -> str:
+    """The last line the failed code wrote to stderr, which is where Python puts the error."""
+    lines = [line for line in result.stderr_tail.splitlines() if line.strip()]
+    last = lines[-1].strip() if lines else "no error output"
+    return f"exit code {result.exit_code}, {last[:500]}"
 
 
 def _review_text(outcome: ReviewOutcome) -> str:

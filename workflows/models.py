@@ -39,6 +39,7 @@ FINAL_STATUSES = frozenset(
 class Step(StrEnum):
     """The run's steps, named as the spec names its graph nodes."""
 
+    DATASET_INTAKE = "dataset_intake"
     RESEARCH = "research_agent"
     DATA_ENGINEERING = "data_engineering_agent"
     HUMAN_APPROVAL = "human_approval"
@@ -71,8 +72,36 @@ class RunOptions(BaseModel):
 
 class RunInput(BaseModel):
     user_goal: str
-    dataset_url: str
+    dataset_url: str  # may carry credentials: only intake sees it; the state keeps it redacted
     options: RunOptions = Field(default_factory=RunOptions)
+    owner: str | None = None  # the principal who started the run (None: started outside the API)
+    owner_authenticated: bool = False
+
+
+# --- Decisions and the audit trail ------------------------------------------------------------
+
+
+class Decision(BaseModel):
+    """The argument of the approve/reject updates (and, loosely, of the CLI signals)."""
+
+    by: str | None = None
+    # True only when the API authenticated `by`; a name typed into the CLI is recorded as given.
+    authenticated: bool = False
+    version: int | None = Field(default=None, ge=1)  # the EDA version reviewed
+    feedback: str | None = Field(default=None, max_length=4000)
+    # Past this instant (the API's clock) the decision no longer counts: an API that gave up
+    # waiting for a worker told its caller so, and a late delivery must not take effect.
+    expires_at: datetime | None = None
+
+
+class AuditEntry(BaseModel):
+    action: Literal["started", "approved", "rejected", "cancelled"]
+    by: str | None = None
+    authenticated: bool = False
+    via: Literal["api", "update", "signal", "temporal"]
+    at: datetime
+    version: int | None = None
+    feedback: str | None = None
 
 
 # --- Dataset ----------------------------------------------------------------------------------
@@ -279,7 +308,9 @@ class RunState(BaseModel):
 
     workflow_id: str
     user_goal: str
-    dataset_url: str
+    dataset_url: str  # redacted: no userinfo, no query values
+    owner: str | None = None
+    audit: list[AuditEntry] = Field(default_factory=list)
     messages: list[Message] = Field(default_factory=list)
     dataset_info: DatasetInfo | None = None
     research_plan: list[str] = Field(default_factory=list)
@@ -306,6 +337,8 @@ class RunState(BaseModel):
             status=self.status,
             current_step=self.current_step,
             user_goal=self.user_goal,
+            owner=self.owner,
+            eda_version=self.code_context.eda_code.version if self.code_context.eda_code else None,
             research_plan_steps=len(self.research_plan),
             feedback_count=len(self.review_feedback),
             human_approval=self.human_approval,
@@ -323,6 +356,8 @@ class RunStatusView(BaseModel):
     status: RunStatus
     current_step: Step
     user_goal: str
+    owner: str | None = None
+    eda_version: int | None = None  # the EDA code version written (awaiting approval: waiting)
     research_plan_steps: int
     feedback_count: int
     human_approval: HumanApproval
@@ -330,3 +365,45 @@ class RunStatusView(BaseModel):
     last_error: str | None = None
     created_at: datetime | None = None
     updated_at: datetime | None = None
+
+
+# --- Notifications ----------------------------------------------------------------------------
+
+RunEventKind = Literal["awaiting_approval", "completed", "failed", "timed_out"]
+MAX_EVENT_GOAL_CHARS = 200
+MAX_EVENT_MESSAGE_CHARS = 1000
+
+
+def _clip(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+class RunEvent(BaseModel):
+    """What a webhook tells: a run needs a person or has ended. Never the dataset URL, which
+    may carry credentials; the link leads to the run's page, where access is checked."""
+
+    kind: RunEventKind
+    workflow_id: str
+    status: RunStatus
+    step: Step
+    user_goal: str = Field(max_length=MAX_EVENT_GOAL_CHARS)
+    message: str = Field(default="", max_length=MAX_EVENT_MESSAGE_CHARS)
+    version: int | None = None  # the EDA code version awaiting approval
+    at: datetime
+    link: str | None = None  # filled in by the notify activity from PUBLIC_BASE_URL
+
+    @classmethod
+    def about(
+        cls, state: RunState, kind: RunEventKind, message: str = "", version: int | None = None
+    ) -> RunEvent:
+        """The event for `state`, with the goal and message clipped to fit (deterministic)."""
+        return cls(
+            kind=kind,
+            workflow_id=state.workflow_id,
+            status=state.status,
+            step=state.current_step,
+            user_goal=_clip(state.user_goal, MAX_EVENT_GOAL_CHARS),
+            message=_clip(message, MAX_EVENT_MESSAGE_CHARS),
+            version=version,
+            at=state.updated_at,
+        )
