@@ -13,6 +13,7 @@ from temporalio.worker import Replayer
 
 from tests.fake_team import FakeTeam
 from tests.test_workflow_logic import awaiting, running, wait_for
+from worker import workflow_runner
 from workflows.contract import SIGNAL_APPROVE, SIGNAL_REJECT
 from workflows.data_science_run import DataScienceRun
 
@@ -20,7 +21,12 @@ HISTORIES = Path(__file__).parent / "histories"
 
 
 def replayer() -> Replayer:
-    return Replayer(workflows=[DataScienceRun], data_converter=pydantic_data_converter)
+    # The worker's own sandbox settings, so replay sees what production runs see.
+    return Replayer(
+        workflows=[DataScienceRun],
+        data_converter=pydantic_data_converter,
+        workflow_runner=workflow_runner(),
+    )
 
 
 async def record_history(env: WorkflowEnvironment) -> WorkflowHistory:

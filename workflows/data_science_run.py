@@ -60,6 +60,11 @@ from workflows.scoring import is_better
 # (tests/histories/) replay unchanged. Remove a branch only when no such run can be in flight.
 PATCH_INTAKE_STEP = "dataset-intake-step"  # intake is its own step, entered before research
 PATCH_HONEST_OUTCOMES = "honest-outcomes"  # EDA or training that never succeeded fails the run
+PATCH_STATUS_IN_MEMO = "status-in-memo"  # the status document rides in the memo at every step
+
+# The memo key holding the run's status document: Temporal serves it with describe and list,
+# so status reads need no worker.
+STATUS_MEMO_KEY = "status"
 
 ResultT = TypeVar("ResultT", bound=BaseModel)
 
@@ -488,6 +493,8 @@ class DataScienceRun:
                 CURRENT_STEP_ATTRIBUTE.value_set(step.value),
             ]
         )
+        if workflow.patched(PATCH_STATUS_IN_MEMO):
+            workflow.upsert_memo({STATUS_MEMO_KEY: state.status_view().model_dump(mode="json")})
 
     def _finish(self, status: RunStatus, error: str | None) -> None:
         state = self._state
