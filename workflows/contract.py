@@ -8,6 +8,8 @@ from enum import StrEnum
 from temporalio.common import RetryPolicy, SearchAttributeKey
 
 WORKFLOW_TYPE = "DataScienceRun"
+# A run's webhook deliveries, started detached so a receiver that is down never holds it up.
+DELIVER_EVENT_WORKFLOW_TYPE = "DeliverRunEvent"
 
 # Signals, updates and queries an operator can use by hand with the `temporal` CLI.
 # Approve and reject exist as both: the update tells its caller whether its decision took
@@ -63,6 +65,8 @@ class ErrorType(StrEnum):
     EXECUTION_LIMIT = "ExecutionLimitExceeded"
     EXECUTOR_REJECTED = "ExecutorRejected"
     EXECUTOR_UNAVAILABLE = "ExecutorUnavailable"  # retryable
+    # This worker cannot isolate generated code (bubblewrap missing or not permitted).
+    SANDBOX_UNAVAILABLE = "SandboxUnavailable"
     # Notifications: a webhook receiver that is down or answers with an error.
     WEBHOOK_UNDELIVERED = "WebhookUndelivered"  # retryable
     # How a run ends when it fails (the workflow's own failure, shown in the Web UI).

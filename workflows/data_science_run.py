@@ -13,10 +13,12 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, ValidationError
 from temporalio import workflow
 from temporalio.exceptions import ActivityError, ApplicationError, is_cancelled_exception
+from temporalio.workflow import ParentClosePolicy
 
 from workflows.contract import (
     ACTIVITY_TIMEOUTS,
     CURRENT_STEP_ATTRIBUTE,
+    DELIVER_EVENT_WORKFLOW_TYPE,
     QUERY_STATE,
     QUERY_STATUS,
     RUN_STATUS_ATTRIBUTE,
@@ -47,6 +49,8 @@ from workflows.models import (
     ResearchOutcome,
     Review,
     ReviewOutcome,
+    RunEvent,
+    RunEventKind,
     RunInput,
     RunState,
     RunStatus,
@@ -61,6 +65,7 @@ from workflows.scoring import is_better
 PATCH_INTAKE_STEP = "dataset-intake-step"  # intake is its own step, entered before research
 PATCH_HONEST_OUTCOMES = "honest-outcomes"  # EDA or training that never succeeded fails the run
 PATCH_STATUS_IN_MEMO = "status-in-memo"  # the status document rides in the memo at every step
+PATCH_WEBHOOKS = "webhooks"  # runs started with notify tell WEBHOOK_URLS through a child run
 
 # The memo key holding the run's status document: Temporal serves it with describe and list,
 # so status reads need no worker.
@@ -136,6 +141,8 @@ class DataScienceRun:
         self._dataset_url = run_input.dataset_url
         self._decision: tuple[HumanApproval, Decision] | None = None
         self._cancelled_by: Decision | None = None
+        self._notify = run_input.options.notify
+        self._events_sent = 0
 
     # --- Handlers -----------------------------------------------------------------------------
 
@@ -249,6 +256,8 @@ class DataScienceRun:
                 raise
             if isinstance(err, RunEnded):
                 self._finish(err.status, err.message)
+                kind: RunEventKind = "timed_out" if err.status == RunStatus.TIMED_OUT else "failed"
+                await self._tell(kind, err.message)
                 raise ApplicationError(
                     err.message, type=err.error_type, non_retryable=True
                 ) from None
@@ -256,11 +265,13 @@ class DataScienceRun:
                 self._record_failed_usage(err)
                 message = self._activity_failure_message(err)
                 self._finish(RunStatus.FAILED, message)
+                await self._tell("failed", message)
                 raise ApplicationError(
                     message, type=ErrorType.STEP_FAILED, non_retryable=True
                 ) from None
             raise
         self._finish(RunStatus.COMPLETED, None)
+        await self._tell("completed", self._state.review.summary if self._state.review else "")
         return self._state
 
     async def _run_steps(self, run_input: RunInput) -> None:
@@ -355,6 +366,12 @@ class DataScienceRun:
         self._decision = None
         state.human_approval = HumanApproval.PENDING
         self._enter(Step.HUMAN_APPROVAL, RunStatus.AWAITING_APPROVAL)
+        eda_code = state.code_context.eda_code
+        await self._tell(
+            "awaiting_approval",
+            eda_code.summary if eda_code else "",
+            eda_code.version if eda_code else None,
+        )
         try:
             await workflow.wait_condition(
                 lambda: self._decision is not None, timeout=timedelta(seconds=timeout_seconds)
@@ -503,6 +520,18 @@ class DataScienceRun:
         self._enter(state.current_step if status != RunStatus.COMPLETED else Step.COMPLETE, status)
         state.next_step = None
         self._say("system", f"Run {status.value}." + (f" {error}" if error else ""))
+
+    async def _tell(self, kind: RunEventKind, message: str, version: int | None = None) -> None:
+        """Start the webhook delivery for this event and go on without waiting for it."""
+        if not self._notify or not workflow.patched(PATCH_WEBHOOKS):
+            return
+        self._events_sent += 1
+        await workflow.start_child_workflow(
+            DELIVER_EVENT_WORKFLOW_TYPE,
+            RunEvent.about(self._state, kind, message, version),
+            id=f"{self._state.workflow_id}-event-{self._events_sent}",
+            parent_close_policy=ParentClosePolicy.ABANDON,
+        )
 
     def _record_cancellation(self) -> None:
         request = self._cancelled_by or Decision()

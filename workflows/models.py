@@ -68,6 +68,8 @@ class RunOptions(BaseModel):
     approval_timeout_seconds: float = Field(default=7 * 24 * 3600, gt=0)
     max_rejections: int = Field(default=5, ge=0)
     max_critic_rounds: int = Field(default=2, ge=0)
+    # Tell WEBHOOK_URLS when the run awaits approval or ends; the API sets it when any are set.
+    notify: bool = False
 
 
 class RunInput(BaseModel):
@@ -265,6 +267,9 @@ class ExecutionRequest(BaseModel):
 
 class ExecutionResult(BaseModel):
     backend: str  # "local" or the remote service's URL
+    # How the code was isolated: "bubblewrap", "unisolated" or "remote:<url>"; "unknown" in
+    # results recorded before this field existed.
+    isolation: str = "unknown"
     exit_code: int
     duration_seconds: float
     stdout_tail: str = ""  # the last few KB; the whole output is an artifact
