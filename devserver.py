@@ -61,6 +61,9 @@ def start_temporal(settings: Settings) -> tuple[subprocess.Popen[bytes], str, in
     ]  # fmt: skip
     for key in SEARCH_ATTRIBUTES:
         command += ["--search-attribute", f"{key.name}=Keyword"]
+    if settings.payload_encryption_keys is not None:
+        # The browser asks the API to decrypt what the Web UI shows (api/codec_routes.py).
+        command += ["--ui-codec-endpoint", f"http://localhost:{settings.port}/codec"]
     logger.info("Starting the Temporal dev server", extra={"database": str(database)})
     return subprocess.Popen(command, start_new_session=True), "127.0.0.1", port
 
@@ -77,6 +80,11 @@ def stop(processes: list[subprocess.Popen[bytes]]) -> None:
             process.wait()
 
 
+def api_host(settings: Settings) -> str:
+    """Loopback unless HOST is set: the zero-configuration API has no authentication."""
+    return settings.host if "host" in settings.model_fields_set else "127.0.0.1"
+
+
 def _interrupt(*_: object) -> None:
     raise KeyboardInterrupt  # SIGTERM stops everything the way Ctrl-C does
 
@@ -85,6 +93,9 @@ def main() -> int:
     settings = Settings()
     configure_logging(settings.log_level)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
+    if "dataset_roots" not in settings.model_fields_set:  # neither the environment nor .env
+        # The README's first run reads examples/churn.csv; the children inherit this.
+        os.environ["DATASET_ROOTS"] = str(Path(__file__).resolve().parent / "examples")
     # Installed explicitly: a shell that starts us in the background leaves SIGINT ignored.
     signal.signal(signal.SIGINT, _interrupt)
     signal.signal(signal.SIGTERM, _interrupt)
@@ -104,7 +115,7 @@ def main() -> int:
                     "uvicorn",
                     "api.main:app",
                     "--host",
-                    settings.host,
+                    api_host(settings),
                     "--port",
                     str(settings.port),
                     "--no-access-log",

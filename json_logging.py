@@ -1,4 +1,5 @@
-"""Structured JSON logs with the spec's fields: timestamp, level, logger, message, workflow_id."""
+"""Structured JSON logs with the spec's fields: timestamp, level, logger, message, workflow_id,
+and the trace_id and span_id of the OpenTelemetry span active when the line was written."""
 
 from __future__ import annotations
 
@@ -6,6 +7,8 @@ import json
 import logging
 import sys
 from datetime import UTC, datetime
+
+from opentelemetry import trace
 
 # Attributes every LogRecord has; anything else passed through `extra=` is a field of the line.
 _STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime", "taskName"}
@@ -31,6 +34,11 @@ class JsonFormatter(logging.Formatter):
                 for extra_key in ("activity_type", "attempt", "workflow_type"):
                     if extra_key in context:
                         line.setdefault(extra_key, context[extra_key])
+        # Ties the line to its trace in Jaeger, and the API's lines to the worker's for one run.
+        span_context = trace.get_current_span().get_span_context()
+        if span_context.is_valid:
+            line["trace_id"] = trace.format_trace_id(span_context.trace_id)
+            line["span_id"] = trace.format_span_id(span_context.span_id)
         if record.exc_info:
             line["exception"] = self.formatException(record.exc_info)
         return json.dumps(line, default=str)

@@ -26,8 +26,26 @@ class Settings(BaseSettings):
     temporal_address: str = "127.0.0.1:7233"
     temporal_namespace: str = "default"
     temporal_task_queue: str = "orchestrator"
+    # A cluster behind TLS (temporal_connection.py): PEM files, e.g. mounted from a Kubernetes
+    # Secret. Certificate and key together are the client's mTLS identity; the CA checks the
+    # server (system CAs when unset); the server name overrides the host name it is checked
+    # against. An API key (Temporal Cloud) turns TLS on by itself.
+    temporal_tls_cert_path: Path | None = None
+    temporal_tls_key_path: Path | None = None
+    temporal_tls_ca_path: Path | None = None
+    temporal_tls_server_name: str | None = None
+    temporal_api_key: SecretStr | None = None
     # Queries are answered by a worker; past this the API says none is answering (503).
     query_timeout_seconds: float = Field(default=10.0, gt=0)
+    # An approve/reject waits this long for a worker to take it; past it the API answers 503 and
+    # the decision is void even if a worker picks it up later.
+    decision_timeout_seconds: float = Field(default=10.0, gt=0)
+    # How often the one shared poller per watched run reads it for GET /workflow/{id}/events.
+    events_poll_seconds: float = Field(default=1.0, gt=0)
+    # `key_id:base64-of-32-bytes,…`: the first encrypts every payload, all decrypt (payload_codec.py).
+    payload_encryption_keys: SecretStr | None = None
+    # Browser origins (the Temporal Web UI) allowed to call the /codec endpoint, comma separated.
+    codec_cors_origins: str = "http://localhost:8233,http://127.0.0.1:8233"
 
     # Where datasets, artifacts and the dev server's database live.
     data_dir: Path = Path("data")
@@ -48,13 +66,84 @@ class Settings(BaseSettings):
 
     # Dataset intake and execution.
     allow_local_datasets: bool = True
-    max_dataset_bytes: int = 200 * 1024 * 1024
+    max_dataset_bytes: int = 5 * 1024**3  # compressed input counts unpacked
     max_dataset_columns: int = Field(default=2000, ge=1)
+    # Above this many rows both brains train on a sample of this size (stratified by the target
+    # for a classification), and the profile says so.
+    training_sample_rows: int = Field(default=1_000_000, ge=1000)
+    # Columns described in full to the agents; the rest travel as a compact summary, so the
+    # context of every agent call stays bounded however wide the table.
+    agent_profile_columns: int = Field(default=100, ge=2)
     dataset_timeout_seconds: float = 60.0
+    # Local paths (and file:// URLs) are read only inside these folders, comma separated; empty
+    # means none. Uploads are reached through POST /datasets, never by their path.
+    dataset_roots: str = ""
+    # Hosts, addresses or CIDRs that http(s) datasets may come from although they are internal
+    # (loopback, private, link-local...), comma separated. Cloud metadata addresses never are.
+    dataset_allowed_hosts: str = ""
+    # The whole download, however slowly the server trickles it (DATASET_TIMEOUT_SECONDS bounds
+    # each wait between bytes).
+    dataset_download_deadline_seconds: float = Field(default=300.0, gt=0)
     execution_timeout_seconds: float = 900.0
     execution_memory_mb: int = 2048
     execution_cpu_seconds: int = 1800
     execution_output_bytes: int = 1024 * 1024
+    # POST /workflow/{id}/predict: rows per request, upload size, and the sandboxed scoring's
+    # wall-clock limit.
+    predict_max_rows: int = Field(default=10_000, ge=1)
+    predict_max_upload_bytes: int = Field(default=20 * 1024 * 1024, ge=1)
+    predict_timeout_seconds: float = Field(default=120.0, gt=0)
+    # How generated code is isolated: "bubblewrap" (namespaces, the default; refused where it
+    # cannot run) or "unisolated" (a plain limited subprocess, only when an operator means it).
+    sandbox: Literal["bubblewrap", "unisolated"] = "bubblewrap"
+    execution_max_processes: int = Field(default=256, ge=8)
+    execution_disk_mb: int = Field(default=1024, ge=1)  # each of the work folder and /tmp
+
+    # Who may call the API ("Running it for a team" in the README).
+    auth_mode: Literal["none", "api_key", "oidc"] = "none"
+    # With AUTH_MODE=none the API refuses a non-loopback bind unless this says it is meant.
+    allow_insecure_bind: bool = False
+    api_keys_file: Path | None = None  # JSON or YAML list of {name, roles, key_sha256}
+    oidc_issuer: str | None = None
+    oidc_audience: str | None = None
+    oidc_jwks_url: str | None = None
+    oidc_roles_claim: str = "roles"  # a dotted path such as "realm_access.roles" works too
+    oidc_leeway_seconds: float = Field(default=30, ge=0)
+
+    # Abuse limits, per principal (per client address when unauthenticated).
+    rate_limit_default: str = "120/minute"
+    rate_limit_start: str = "10/minute"
+    rate_limit_storage: str = "memory://"  # redis://host:port/db shares limits across replicas
+    max_active_runs_per_principal: int = Field(default=0, ge=0)  # 0: unlimited
+    require_separate_approver: bool = False  # four eyes: nobody approves their own run
+
+    # Webhooks (activities/notifications.py): comma-separated http(s) URLs told when a run
+    # awaits approval, completes, fails or times out; signed with the secret when it is set.
+    webhook_urls: str = ""
+    webhook_secret: SecretStr | None = None
+    webhook_format: Literal["json", "slack"] = "json"
+    public_base_url: str = "http://localhost:8000"  # links in notifications point here
+
+    # Metrics and health probes (README "Metrics and traces"). Tracing is configured with the
+    # standard OTEL_* variables instead (telemetry.py).
+    metrics_enabled: bool = True
+    metrics_token: SecretStr | None = None  # when set, /metrics wants "Bearer <token>"
+    # The worker's own port for /metrics, /health/live and /health/ready; 0 turns it off. Each
+    # worker on one host needs its own.
+    worker_metrics_host: str = "127.0.0.1"
+    worker_metrics_port: int = Field(default=9464, ge=0, le=65535)
+
+    @field_validator("webhook_urls")
+    @classmethod
+    def _http_webhook_urls(cls, value: str) -> str:
+        for url in _split_urls(value):
+            if not url.lower().startswith(("http://", "https://")):
+                raise ValueError(f"webhook URL {url!r} must start with http:// or https://")
+        return value
+
+    @property
+    def webhook_targets(self) -> list[str]:
+        return _split_urls(self.webhook_urls)
 
     @field_validator("data_dir")
     @classmethod
@@ -70,3 +159,11 @@ class Settings(BaseSettings):
     @cached_property
     def artifacts_dir(self) -> Path:
         return self.data_dir / "artifacts"
+
+    @property
+    def uploads_dir(self) -> Path:
+        return self.data_dir / "uploads"
+
+
+def _split_urls(value: str) -> list[str]:
+    return [url.strip() for url in value.split(",") if url.strip()]

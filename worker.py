@@ -9,19 +9,29 @@ import asyncio
 import logging
 import signal
 from datetime import timedelta
+from typing import Any
 
 from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.runtime import Runtime
 from temporalio.worker import Worker
+from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from activities.agents import AgentActivities
 from activities.artifacts import ArtifactStore
 from activities.datasets import DatasetActivities
 from activities.executors import ExecutionActivities
+from activities.notifications import NotificationActivities
+from activities.prediction import PredictionActivities
 from activities.team import build_agents
+from activities.telemetry import ActivityTelemetryInterceptor
 from json_logging import configure_logging
 from settings import Settings
+from telemetry import WORKER_SERVICE, configure_tracing, instrument_httpx
+from temporal_connection import temporal_connect_options
+from worker_telemetry import WorkerTelemetry
 from workflows.data_science_run import DataScienceRun
+from workflows.event_delivery import DeliverRunEvent
+from workflows.prediction import ScoreRows
 
 logger = logging.getLogger("orchestrator.worker")
 
@@ -31,12 +41,14 @@ def build_worker(client: Client, settings: Settings) -> Worker:
     agents = AgentActivities(build_agents(settings), store)
     datasets = DatasetActivities(settings, store)
     executions = ExecutionActivities(settings, store)
+    predictions = PredictionActivities(settings, store, scratch_dir=executions.scratch_dir)
+    notifications = NotificationActivities(settings)
     if swept := executions.sweep_stale_scratch():
         logger.info("Removed scratch folders of killed workers", extra={"folders": swept})
     return Worker(
         client,
         task_queue=settings.temporal_task_queue,
-        workflows=[DataScienceRun],
+        workflows=WORKFLOWS,
         activities=[
             datasets.fetch_dataset,
             agents.research,
@@ -45,25 +57,57 @@ def build_worker(client: Client, settings: Settings) -> Worker:
             agents.critic,
             executions.execute_eda,
             executions.train_model,
+            predictions.score_rows,
+            notifications.notify,
         ],
-        max_concurrent_activities=8,
-        graceful_shutdown_timeout=timedelta(seconds=10),
+        **worker_tuning(),
     )
 
 
-async def connect(settings: Settings) -> Client:
+WORKFLOWS = [DataScienceRun, DeliverRunEvent, ScoreRows]
+
+
+def worker_tuning() -> dict[str, Any]:
+    """Everything about the Worker but its workflows and activities; `make bench` runs its
+    no-op worker (bench/noop_worker.py) with the same, so the figures are this worker's."""
+    return {
+        "workflow_runner": workflow_runner(),
+        # Step durations, retries, LLM usage (activities/telemetry.py); tracing comes with the
+        # client's TracingInterceptor.
+        "interceptors": [ActivityTelemetryInterceptor()],
+        "max_concurrent_activities": 8,
+        "graceful_shutdown_timeout": timedelta(seconds=10),
+    }
+
+
+def workflow_runner() -> SandboxedWorkflowRunner:
+    """The SDK's sandbox, with our own deterministic modules and pydantic passed through.
+
+    By default the sandbox re-imports them for every run, which costs most of a parked run's
+    memory and CPU; they keep no per-run state, so one shared import is safe.
+    """
+    return SandboxedWorkflowRunner(
+        restrictions=SandboxRestrictions.default.with_passthrough_modules(
+            "workflows", "pydantic", "pydantic_core", "annotated_types"
+        )
+    )
+
+
+async def connect(settings: Settings, runtime: Runtime | None = None) -> Client:
     return await Client.connect(
-        settings.temporal_address,
-        namespace=settings.temporal_namespace,
-        data_converter=pydantic_data_converter,
+        **temporal_connect_options(settings),
+        runtime=runtime,  # None: the SDK's default runtime, without a metrics exporter
     )
 
 
 async def main() -> None:
     settings = Settings()
     configure_logging(settings.log_level)
+    configure_tracing(WORKER_SERVICE)
+    instrument_httpx()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    client = await connect(settings)
+    telemetry = WorkerTelemetry.start(settings)  # probes answer (not ready) while connecting
+    client = await connect(settings, telemetry.runtime)
     worker = build_worker(client, settings)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -74,7 +118,10 @@ async def main() -> None:
         extra={"task_queue": settings.temporal_task_queue, "address": settings.temporal_address},
     )
     async with worker:
+        readiness = asyncio.create_task(telemetry.watch_readiness(worker, client))
         await stop.wait()
+        readiness.cancel()
+    telemetry.stop()
     logger.info("Worker stopped")
 
 

@@ -9,6 +9,7 @@ from temporalio import activity
 
 from activities.artifacts import ArtifactStore
 from activities.heartbeats import run_with_heartbeats
+from activities.run_report import write_run_report
 from workflows.contract import ActivityName
 from workflows.models import (
     AgentContext,
@@ -52,7 +53,10 @@ class AgentActivities:
 
     @activity.defn(name=ActivityName.CRITIC)
     async def critic(self, ctx: AgentContext) -> ReviewOutcome:
-        return await run_with_heartbeats(self.agents.critic(ctx))
+        outcome = await run_with_heartbeats(self.agents.critic(ctx))
+        if self.store is not None:  # the round's HTML report, now that it has its review
+            await asyncio.to_thread(write_run_report, self.store, ctx, outcome.review)
+        return outcome
 
     async def _keep_code(self, ctx: AgentContext, step: Step, outcome: CodeOutcome) -> None:
         """Every generated version stays downloadable, including ones a human rejected."""

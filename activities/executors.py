@@ -5,13 +5,11 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
-import contextlib
 import json
 import math
 import shutil
 import tempfile
 import time
-from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
@@ -21,7 +19,18 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.artifacts import ArtifactStore, iter_regular_files
-from activities.sandbox import SandboxLimits, run_python, tail_text
+from activities.heartbeats import run_with_heartbeats
+from activities.sandbox import (
+    Isolation,
+    LimitExceeded,
+    SandboxLimits,
+    SandboxUnavailable,
+    run_python,
+    tail_text,
+)
+from activities.scratch import WorkerScratch
+from activities.scratch import sweep as sweep_scratch
+from activities.telemetry import record_execution
 from settings import Settings
 from workflows.contract import RETRYABLE_ERRORS, ActivityName, ErrorType
 from workflows.models import ArtifactRef, ExecutionRequest, ExecutionResult
@@ -31,53 +40,12 @@ T = TypeVar("T")
 TAIL_BYTES = 4096  # of stdout / stderr in the result; the whole (capped) logs are artifacts
 MAX_METRICS = 100
 MAX_METRIC_TEXT = 200
-DEFAULT_HEARTBEAT_SECONDS = 2.0
 CODE_FILE = "code.py"
 STDOUT_FILE = "stdout.log"
 STDERR_FILE = "stderr.log"
 METRICS_FILE = "metrics.json"
 RESPONSE_FILE = "response.json"
 _ERROR_BODY_CHARS = 500
-
-
-# --- Heartbeats -------------------------------------------------------------------------------
-
-
-def heartbeat(*details: Any) -> None:
-    """activity.heartbeat, or nothing when called outside an activity (plain unit tests)."""
-    if activity.in_activity():
-        activity.heartbeat(*details)
-
-
-def heartbeat_interval() -> float:
-    """Every 2 s, or faster when the heartbeat timeout is short: three beats fit in it."""
-    if activity.in_activity():
-        timeout = activity.info().heartbeat_timeout
-        if timeout:
-            return min(DEFAULT_HEARTBEAT_SECONDS, timeout.total_seconds() / 3)
-    return DEFAULT_HEARTBEAT_SECONDS
-
-
-async def run_with_heartbeats(awaitable: Awaitable[T], interval: float | None = None) -> T:
-    """Await a long job while heartbeating; cancelling the caller cancels the job.
-
-    Temporal delivers an activity's cancellation only through heartbeats, and the job (an HTTP
-    request, a sandboxed process) is cancelled with it rather than left running unobserved.
-    """
-    every = interval if interval is not None else heartbeat_interval()
-    job = asyncio.ensure_future(awaitable)
-    started = time.monotonic()
-    try:
-        while True:
-            done, _ = await asyncio.wait({job}, timeout=every)
-            if done:
-                return job.result()
-            heartbeat({"running_seconds": round(time.monotonic() - started, 1)})
-    finally:
-        if not job.done():
-            job.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await job
 
 
 # --- Executors --------------------------------------------------------------------------------
@@ -88,6 +56,7 @@ class ExecutionOutcome:
     """What an executor reports; its produced files are in output_dir under output_files."""
 
     backend: str
+    isolation: str  # "bubblewrap", "unisolated" or "remote:<url>"
     exit_code: int
     duration_seconds: float
     stdout: str
@@ -96,6 +65,7 @@ class ExecutionOutcome:
     output_files: list[str] = field(default_factory=list)
     metrics: dict[str, Any] | None = None  # as reported by the backend, if it reports any
     limit_message: str | None = None  # set when a resource limit ended the run
+    limit: LimitExceeded | None = None  # which one, for metrics
 
 
 class Executor(Protocol):
@@ -108,21 +78,36 @@ class Executor(Protocol):
 
 
 class LocalExecutor:
-    """The sandbox on this worker: python -I, no network, resource limits."""
+    """The sandbox on this worker: bubblewrap (or, on purpose, unisolated) with its limits."""
 
     backend = "local"
 
-    def __init__(self, limits: SandboxLimits) -> None:
+    def __init__(self, limits: SandboxLimits, isolation: Isolation = Isolation.BUBBLEWRAP) -> None:
         self.limits = limits
+        self.isolation = isolation
 
     async def run(self, request: ExecutionRequest, workdir: Path) -> ExecutionOutcome:
-        run = await run_python(request.code, Path(request.dataset_path), workdir, self.limits)
+        try:
+            run = await run_python(
+                request.code,
+                Path(request.dataset_path),
+                workdir,
+                self.limits,
+                isolation=self.isolation,
+            )
+        except SandboxUnavailable as error:
+            # Fail closed: not run at all, and not retried, since this worker cannot fix it.
+            raise executor_error(
+                ErrorType.SANDBOX_UNAVAILABLE,
+                f"generated code was not run because this worker cannot isolate it: {error}",
+            ) from None
         stderr = run.stderr
         if run.exit_code != 0:
             # Say how the process ended in its own log, where the critic reads it.
             stderr = f"{stderr.rstrip()}\n[sandbox] the code {run.message}\n".lstrip()
         return ExecutionOutcome(
             backend=self.backend,
+            isolation=run.isolation.value,
             exit_code=run.exit_code,
             duration_seconds=run.duration_seconds,
             stdout=run.stdout,
@@ -130,6 +115,7 @@ class LocalExecutor:
             output_dir=workdir,
             output_files=run.output_files,
             limit_message=run.message if run.limit_exceeded else None,
+            limit=run.limit_exceeded,
         )
 
 
@@ -163,6 +149,10 @@ class RemoteExecutor:
     @property
     def backend(self) -> str:
         return self.url
+
+    @property
+    def isolation(self) -> str:
+        return f"remote:{self.url}"  # whatever that service does; this worker cannot tell
 
     async def run(self, request: ExecutionRequest, workdir: Path) -> ExecutionOutcome:
         payload = {
@@ -220,12 +210,14 @@ class RemoteExecutor:
         message = f"exceeded the {self.timeout_seconds:g} s wall-clock limit"
         return ExecutionOutcome(
             backend=self.backend,
+            isolation=self.isolation,
             exit_code=-1,
             duration_seconds=round(duration, 3),
             stdout="",
             stderr=f"[orchestrator] {self.url} did not answer: the job {message}\n",
             output_dir=workdir,
             limit_message=message,
+            limit=LimitExceeded.WALL_CLOCK,
         )
 
     def _outcome(
@@ -240,6 +232,7 @@ class RemoteExecutor:
         metrics = body.get("metrics")
         return ExecutionOutcome(
             backend=self.backend,
+            isolation=self.isolation,
             exit_code=_exit_code(body),
             duration_seconds=round(duration, 3),
             stdout=_text(body.get("stdout", body.get("output"))),
@@ -323,11 +316,14 @@ class ExecutionActivities:
         heartbeat_seconds: float | None = None,
     ) -> None:
         self.store = store
-        self.scratch_dir = settings.data_dir / "scratch"
-        # A live attempt is never older than the execution limit; twice that is debris.
+        # This worker's own scratch folder, locked for its lifetime (activities/scratch.py).
+        self.scratch = WorkerScratch(settings.data_dir / "scratch")
+        self.scratch_dir = self.scratch.folder
+        # For folders of workers from before the locks: a live attempt is never older than the
+        # execution limit; twice that is debris.
         self.scratch_max_age_seconds = 2 * settings.execution_timeout_seconds
         self.heartbeat_seconds = heartbeat_seconds
-        local = LocalExecutor(SandboxLimits.from_settings(settings))
+        local = LocalExecutor(SandboxLimits.from_settings(settings), Isolation(settings.sandbox))
         timeout = settings.execution_timeout_seconds
         self.eda_executor: Executor = eda_executor or (
             RemoteExecutor(settings.browser_agent_url, "/execute", timeout_seconds=timeout)
@@ -373,6 +369,7 @@ class ExecutionActivities:
         finally:
             await asyncio.to_thread(shutil.rmtree, scratch, ignore_errors=True)
 
+        record_execution(outcome.backend, outcome.exit_code, outcome.limit)
         if outcome.limit_message:
             raise ApplicationError(
                 f"{label}: the code {outcome.limit_message} (its code and logs are stored as "
@@ -383,6 +380,7 @@ class ExecutionActivities:
             )
         return ExecutionResult(
             backend=outcome.backend,
+            isolation=outcome.isolation,
             exit_code=outcome.exit_code,
             duration_seconds=outcome.duration_seconds,
             stdout_tail=tail_text(outcome.stdout, TAIL_BYTES),
@@ -392,17 +390,9 @@ class ExecutionActivities:
         )
 
     def sweep_stale_scratch(self) -> list[str]:
-        """Remove scratch folders left by a worker that was killed mid-step; safe while other
-        workers sharing the data directory are running, since it spares recent folders."""
-        if not self.scratch_dir.is_dir():
-            return []
-        cutoff = time.time() - self.scratch_max_age_seconds
-        removed = []
-        for folder in self.scratch_dir.iterdir():
-            if folder.is_dir() and not folder.is_symlink() and folder.stat().st_mtime < cutoff:
-                shutil.rmtree(folder, ignore_errors=True)
-                removed.append(folder.name)
-        return removed
+        """Remove the scratch folders of workers that are gone (killed mid-step, even by -9);
+        those of live workers sharing the data directory stay, whatever their age."""
+        return sweep_scratch(self.scratch.root, self.scratch_max_age_seconds)
 
     def _new_scratch_dir(self, request: ExecutionRequest) -> Path:
         # A folder per attempt: an attempt given up on by Temporal may still be running.

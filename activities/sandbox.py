@@ -1,4 +1,11 @@
-"""Runs generated Python in a separate, limited, network-less process with its own folder."""
+"""Runs generated Python isolated from the worker: under bubblewrap, or unisolated on purpose.
+
+Bubblewrap (activities/bubblewrap.py) is the default and the only mode that isolates: the code
+sees its dataset, a capped private work folder and the Python runtime, nothing else of the host.
+Where it cannot run, running code is refused (SandboxUnavailable) unless the operator set
+SANDBOX=unisolated, which runs a limited, secret-free subprocess in a host folder. Either way
+the mode is recorded in every result.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +16,7 @@ import os
 import resource
 import shutil
 import signal
+import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -17,21 +25,45 @@ from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from activities import bubblewrap, pids_cgroup, sandbox_child
 from activities.artifacts import iter_regular_files
+from activities.bubblewrap import SandboxUnavailable
+from activities.pids_cgroup import PidsCgroup
+from activities.sandbox_outputs import receive_outputs
 
 if TYPE_CHECKING:
     from settings import Settings
 
+__all__ = [
+    "Isolation",
+    "LimitExceeded",
+    "NetworkIsolation",
+    "SandboxLimits",
+    "SandboxRun",
+    "SandboxUnavailable",
+    "run_python",
+    "tail_text",
+]
+
 DATASET_FILE = "dataset.csv"
 _CHUNK = 64 * 1024
-# How long to wait for the output pipes to drain once the process group is gone; a grandchild
-# that escaped the group may still hold them open, and a run must not hang on it.
+# How long to wait for the output pipes to drain once the process is gone; a grandchild that
+# escaped (possible only unisolated) may still hold them open, and a run must not hang on it.
 _DRAIN_SECONDS = 2.0
 _POLL_SECONDS = 0.05
+# The tar stream of outputs may exceed the work folder's cap by its headers only.
+_TAR_OVERHEAD = 1.1
 
 # Flags from <sched.h>; os.unshare only exists from Python 3.12 on, so libc is called directly.
 _CLONE_NEWUSER = 0x10000000
 _CLONE_NEWNET = 0x40000000
+
+
+class Isolation(StrEnum):
+    """The SANDBOX setting, and what each result records as its isolation."""
+
+    BUBBLEWRAP = "bubblewrap"
+    UNISOLATED = "unisolated"
 
 
 class LimitExceeded(StrEnum):
@@ -41,16 +73,14 @@ class LimitExceeded(StrEnum):
 
 
 class NetworkIsolation(StrEnum):
-    """How the child was cut off from the network, as the child itself observed it."""
+    """How the child was cut off from the network."""
 
-    # A fresh user + network namespace: only a downed loopback exists, and the child also holds
-    # no capabilities in the host's namespaces (so it cannot, e.g., raise its own rlimits).
+    # Bubblewrap's network namespace: only a loopback of its own, nothing of the host's.
+    BUBBLEWRAP = "bubblewrap"
+    # Unisolated, best effort: a fresh user + network namespace where the kernel allows one...
     USER_AND_NETWORK_NAMESPACE = "user+network-namespace"
-    # A fresh network namespace only (root without user namespaces).
-    NETWORK_NAMESPACE = "network-namespace"
-    # No namespace was available (e.g. a container's seccomp profile forbids unshare): an audit
-    # hook refuses socket connect/bind/send/resolve from Python. Best effort only: native code
-    # calling libc directly (ctypes, a subprocess) is not covered.
+    NETWORK_NAMESPACE = "network-namespace"  # (root without user namespaces)
+    # ...else an audit hook refusing socket calls from Python; native code is not covered.
     AUDIT_HOOK = "audit-hook"
     UNKNOWN = "unknown"  # the child died before reporting
 
@@ -62,6 +92,8 @@ class SandboxLimits:
     cpu_seconds: int = 1800
     output_bytes: int = 1024 * 1024  # per stream
     file_bytes: int = 4 * 1024**3  # largest single file the code may write
+    max_processes: int = 256  # processes and threads at once
+    disk_bytes: int = 1024**3  # each of the work folder, /tmp and /dev/shm (bubblewrap)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> SandboxLimits:
@@ -70,6 +102,8 @@ class SandboxLimits:
             memory_mb=settings.execution_memory_mb,
             cpu_seconds=settings.execution_cpu_seconds,
             output_bytes=settings.execution_output_bytes,
+            max_processes=settings.execution_max_processes,
+            disk_bytes=settings.execution_disk_mb * 1024 * 1024,
         )
 
     def describe(self, limit: LimitExceeded) -> str:
@@ -91,6 +125,7 @@ class SandboxRun:
     stdout: str  # up to the output cap: the head and the tail, a marker where bytes were dropped
     stderr: str
     message: str  # one line for people: "exited with code 0", "exceeded the ... limit"
+    isolation: Isolation
     limit_exceeded: LimitExceeded | None = None
     stdout_discarded_bytes: int = 0
     stderr_discarded_bytes: int = 0
@@ -102,133 +137,25 @@ class SandboxRun:
         return self.exit_code == 0 and self.limit_exceeded is None
 
 
-# The child's entry point, passed with -c. The generated code arrives on stdin (so the workdir
-# holds nothing but the dataset), runs as a real __main__ module (so pickling classes it defines
-# works), and the child reports what the parent cannot observe through a private pipe.
-_BOOTSTRAP = r"""
-import os, sys, types, linecache
-_status_fd = int(sys.argv[1])
-os.set_inheritable(_status_fd, False)
-
-def _report(line):
-    try:
-        os.write(_status_fd, (line + "\n").encode())
-    except OSError:
-        pass
-
-def _network_isolation():
-    import socket
-    try:
-        names = [name for _, name in socket.if_nameindex()]
-    except OSError:
-        names = []
-    if names == ["lo"]:
-        with open("/proc/self/uid_map") as uid_map:
-            mapped = uid_map.read().strip()
-        return "user+network-namespace" if not mapped else "network-namespace"
-    refused = {"socket.connect", "socket.bind", "socket.sendto", "socket.sendmsg",
-               "socket.getaddrinfo", "socket.gethostbyname", "socket.gethostbyname_ex",
-               "socket.gethostbyaddr"}
-    def _refuse_network(event, args):
-        if event in refused:
-            raise PermissionError(f"network access is disabled in the sandbox ({event})")
-    sys.addaudithook(_refuse_network)
-    return "audit-hook"
-
-_report("network " + _network_isolation())
-_source = sys.stdin.read()
-linecache.cache["main.py"] = (len(_source), None, _source.splitlines(True), "main.py")
-_main = types.ModuleType("__main__")
-_main.__file__ = "main.py"
-sys.modules["__main__"] = _main
-sys.argv = ["main.py"]
-import traceback
-try:
-    exec(compile(_source, "main.py", "exec"), _main.__dict__)
-except SystemExit:
-    raise
-except BaseException as error:
-    if isinstance(error, MemoryError):
-        _report("limit memory")
-    # Printed from Python so the lines of main.py (known only to linecache) are shown, and
-    # without this bootstrap's own frame.
-    traceback.print_exception(type(error), error, error.__traceback__.tb_next)
-    sys.exit(1)
-"""
-
-
 async def run_python(
     code: str,
     dataset_path: Path,
     workdir: Path,
     limits: SandboxLimits,
     *,
+    isolation: Isolation = Isolation.BUBBLEWRAP,
     use_namespaces: bool = True,
 ) -> SandboxRun:
-    """Run code with python -I in an empty workdir holding only dataset.csv; outputs stay there.
+    """Run code on the dataset; its output files end up in workdir (emptied first).
 
-    The workdir is emptied first, so a retried step starts from the same state. Cancelling the
-    caller kills the whole process group. use_namespaces=False forces the audit-hook fallback
-    (for tests and for platforms where unshare misbehaves).
+    The code sees the dataset at $DATASET_PATH and writes to $OUTPUT_DIR, its working folder.
+    A retried step starts from the same state; cancelling the caller kills every process of the
+    run. Raises SandboxUnavailable when bubblewrap cannot run here. use_namespaces=False forces
+    the unisolated mode's audit-hook fallback (for tests).
     """
-    workdir = await asyncio.to_thread(_prepare_workdir, workdir, dataset_path)  # may copy a lot
-    status_read, status_write = os.pipe()
-    started = time.monotonic()
-    try:
-        process = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-I",  # no PYTHON* variables, no user site, no script folder on sys.path
-            "-u",  # unbuffered, so output written before a kill is not lost
-            "-c",
-            _BOOTSTRAP,
-            str(status_write),
-            stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-            cwd=workdir,
-            env=_child_env(workdir),
-            start_new_session=True,  # its own process group, killed as a whole
-            pass_fds=(status_write,),
-            preexec_fn=_child_setup(limits, use_namespaces),
-        )
-    except BaseException:
-        os.close(status_read)
-        raise
-    finally:
-        os.close(status_write)
-
-    assert process.stdout is not None and process.stderr is not None
-    stdout, stderr = _CappedBuffer(limits.output_bytes), _CappedBuffer(limits.output_bytes)
-    pumps = asyncio.gather(_pump(process.stdout, stdout), _pump(process.stderr, stderr))
-    timed_out = False
-    try:
-        try:
-            await asyncio.wait_for(_feed_and_wait(process, code), timeout=limits.wall_seconds)
-        except TimeoutError:
-            timed_out = True
-        duration = time.monotonic() - started
-    finally:
-        # Always, also on success and on cancellation: leftovers of the group (background
-        # children) must not outlive the run or keep the pipes open.
-        _kill_group(process.pid)
-        await _wait_for_exit(process)
-        await _drain(process, pumps)
-        status = _read_status(status_read)
-
-    exit_code = process.returncode if process.returncode is not None else -signal.SIGKILL
-    limit = _limit_exceeded(exit_code, timed_out, status)
-    return SandboxRun(
-        exit_code=exit_code,
-        duration_seconds=round(duration, 3),
-        stdout=stdout.text(),
-        stderr=stderr.text(),
-        message=limits.describe(limit) if limit else _describe_exit(exit_code),
-        limit_exceeded=limit,
-        stdout_discarded_bytes=stdout.discarded,
-        stderr_discarded_bytes=stderr.discarded,
-        output_files=[name for name in iter_regular_files(workdir) if name != DATASET_FILE],
-        network_isolation=_network_isolation(status),
-    )
+    if isolation is Isolation.BUBBLEWRAP:
+        return await _run_in_bubblewrap(code, dataset_path, workdir, limits)
+    return await _run_unisolated(code, dataset_path, workdir, limits, use_namespaces)
 
 
 def tail_text(text: str, max_bytes: int) -> str:
@@ -239,66 +166,177 @@ def tail_text(text: str, max_bytes: int) -> str:
     return data[-max_bytes:].decode("utf-8", errors="ignore")
 
 
-# --- Child setup ------------------------------------------------------------------------------
+# --- Bubblewrap -------------------------------------------------------------------------------
 
 
-def _prepare_workdir(workdir: Path, dataset_path: Path) -> Path:
-    """An empty workdir holding only the dataset; its absolute path, as the child runs inside it."""
-    workdir = workdir.resolve()
-    if workdir.exists():
-        shutil.rmtree(workdir)
-    workdir.mkdir(parents=True)
-    # A copy rather than a hardlink: code opening dataset.csv for writing (as root, permissions
-    # do not stop it) would otherwise rewrite the run's only copy of the data.
-    shutil.copyfile(dataset_path, workdir / DATASET_FILE)
-    return workdir
+async def _run_in_bubblewrap(
+    code: str, dataset_path: Path, workdir: Path, limits: SandboxLimits
+) -> SandboxRun:
+    bwrap = bubblewrap.find_bwrap()
+    workdir = await asyncio.to_thread(_empty_folder, workdir)
+    cgroup = await asyncio.to_thread(_pids_cgroup_if_needed, limits)
+    status_read, status_write = os.pipe()
+    outbox_read, outbox_write = os.pipe()
+    passwd = _data_pipe(bubblewrap.passwd_entry())
+    group = _data_pipe(bubblewrap.group_entry())
+    fds = bubblewrap.SandboxFds(status_write, outbox_write, passwd, group)
+    child_fds = [status_write, outbox_write, passwd, group]
+    procs_fd = cgroup.open_procs() if cgroup is not None else None
+    receiving: asyncio.Future[Any] | None = None
+    try:
+        argv = bubblewrap.command(
+            bwrap,
+            dataset=dataset_path,
+            child_script=Path(sandbox_child.__file__),
+            disk_bytes=limits.disk_bytes,
+            max_processes=limits.max_processes,
+            fds=fds,
+        )
+        try:
+            process = await _spawn(
+                argv,
+                env=bubblewrap.environment(),
+                cwd=None,
+                pass_fds=child_fds,
+                preexec_fn=_child_setup(
+                    limits, unshare=None, cgroup_procs_fd=procs_fd, limit_processes=False
+                ),
+            )
+        except (OSError, subprocess.SubprocessError) as error:
+            raise SandboxUnavailable(
+                f"bwrap could not be started ({error}). {bubblewrap.HOW_TO_GET_IT}"
+            ) from None
+        for fd in child_fds:  # the sandbox holds them now; the outbox ends when it does
+            os.close(fd)
+        child_fds = []
+        cap = int(limits.disk_bytes * _TAR_OVERHEAD) + 1024 * 1024
+        receiving = asyncio.ensure_future(
+            asyncio.to_thread(receive_outputs, outbox_read, workdir, cap)
+        )
+        outbox_read = -1  # receive_outputs closes it
+        finished = await _supervise(process, code, limits)
+    finally:
+        leftovers = [*child_fds, outbox_read, -1 if procs_fd is None else procs_fd]
+        for fd in leftovers:
+            if fd >= 0:
+                os.close(fd)
+        # The sandbox is gone (killed with its pid namespace), so the outbox is at its end.
+        received = await receiving if receiving is not None else None
+        status = _read_status(status_read)
+        if cgroup is not None:
+            await asyncio.to_thread(cgroup.remove)
+
+    if "started" not in status and not finished.timed_out:
+        detail = finished.stderr.text().strip().splitlines()
+        reason = detail[-1] if detail else f"bwrap exited with code {finished.returncode}"
+        raise SandboxUnavailable(
+            f"bubblewrap could not start the sandbox ({reason}). {bubblewrap.HOW_TO_GET_IT}"
+        )
+    exit_code = _reported_exit(status, finished.returncode)
+    stderr = finished.stderr.text()
+    if received is not None and received.notes:
+        stderr += "".join(f"[sandbox] {note}\n" for note in received.notes)
+    return _result(
+        finished,
+        exit_code,
+        status,
+        limits,
+        stderr=stderr,
+        isolation=Isolation.BUBBLEWRAP,
+        output_files=list(iter_regular_files(workdir)),
+        network=NetworkIsolation.BUBBLEWRAP,
+    )
 
 
-def _child_env(workdir: Path) -> dict[str, str]:
+def _pids_cgroup_if_needed(limits: SandboxLimits) -> PidsCgroup | None:
+    if not pids_cgroup.needed():
+        return None
+    cgroup = PidsCgroup.create(limits.max_processes)
+    if cgroup is None:
+        raise SandboxUnavailable(
+            "the worker runs as root, where the kernel does not apply the process limit "
+            "(RLIMIT_NPROC) inside the sandbox, and it cannot create a pids cgroup to limit it "
+            "instead. Run the worker as a non-root user (the Docker image does), or give it a "
+            "writable pids cgroup (cgroup v1, or v2 with the pids controller delegated)."
+        )
+    return cgroup
+
+
+def _data_pipe(data: bytes) -> int:
+    """A pipe's read end holding data (a few bytes: it fits the pipe's buffer)."""
+    read, write = os.pipe()
+    try:
+        os.write(write, data)
+    finally:
+        os.close(write)
+    return read
+
+
+def _reported_exit(status: list[str], fallback: int) -> int:
+    """The code's exit status as the supervisor saw it; bwrap's own when it never said."""
+    for line in reversed(status):
+        if line.startswith("exit "):
+            with contextlib.suppress(ValueError):
+                return int(line.removeprefix("exit "))
+    return fallback
+
+
+# --- Unisolated -------------------------------------------------------------------------------
+
+
+async def _run_unisolated(
+    code: str, dataset_path: Path, workdir: Path, limits: SandboxLimits, use_namespaces: bool
+) -> SandboxRun:
+    workdir = await asyncio.to_thread(_empty_folder, workdir)
+    # A copy rather than a hardlink: code opening dataset.csv for writing would otherwise
+    # rewrite the run's only copy of the data.
+    await asyncio.to_thread(shutil.copyfile, dataset_path, workdir / DATASET_FILE)
+    status_read, status_write = os.pipe()
+    try:
+        process = await _spawn(
+            [sys.executable, "-I", "-u", sandbox_child.__file__, "run", str(status_write),
+             "--check-network"],
+            env=_unisolated_env(workdir),
+            cwd=workdir,
+            pass_fds=[status_write],
+            preexec_fn=_child_setup(
+                limits,
+                unshare=_libc_unshare() if use_namespaces else None,
+                cgroup_procs_fd=None,
+                limit_processes=True,
+            ),
+        )  # fmt: skip
+    except BaseException:
+        os.close(status_read)
+        raise
+    finally:
+        os.close(status_write)
+    try:
+        finished = await _supervise(process, code, limits)
+    finally:
+        status = _read_status(status_read)
+    return _result(
+        finished,
+        finished.returncode,
+        status,
+        limits,
+        stderr=finished.stderr.text(),
+        isolation=Isolation.UNISOLATED,
+        output_files=[n for n in iter_regular_files(workdir) if n != DATASET_FILE],
+        network=_network_isolation(status),
+    )
+
+
+def _unisolated_env(workdir: Path) -> dict[str, str]:
     """A fresh environment: nothing of the worker's (API keys, cloud credentials) is passed."""
     return {
-        "PATH": f"{Path(sys.executable).parent}:/usr/local/bin:/usr/bin:/bin",
+        **bubblewrap.environment(),
         "HOME": str(workdir),
-        "LANG": "C.UTF-8",
         "DATASET_PATH": str(workdir / DATASET_FILE),
         "OUTPUT_DIR": str(workdir),
-        "MPLBACKEND": "Agg",  # no display; plots go to files
-        # One thread per BLAS/OpenMP pool: the host's cores are shared, and every extra thread
-        # reserves address space that counts against the memory limit.
-        "OMP_NUM_THREADS": "1",
-        "OPENBLAS_NUM_THREADS": "1",
-        "MKL_NUM_THREADS": "1",
+        "MPLCONFIGDIR": str(workdir / ".mpl"),
+        "XDG_CACHE_HOME": str(workdir / ".cache"),
     }
-
-
-def _ceiling(which: int, wanted: int) -> int:
-    """A limit no higher than the worker's own hard limit, which an unprivileged process
-    cannot raise (setrlimit would fail in the child and abort the spawn)."""
-    _, current_hard = resource.getrlimit(which)
-    return wanted if current_hard == resource.RLIM_INFINITY else min(wanted, current_hard)
-
-
-def _child_setup(limits: SandboxLimits, use_namespaces: bool) -> Callable[[], None]:
-    """The preexec_fn. Everything is computed here, in the parent, so the forked child only
-    makes system calls (a forked child of a threaded worker must not take locks)."""
-    memory = _ceiling(resource.RLIMIT_AS, limits.memory_mb * 1024 * 1024)
-    # SIGXCPU at the soft limit ends the run; the hard limit is the SIGKILL backstop for code
-    # that ignores SIGXCPU.
-    cpu_hard = _ceiling(resource.RLIMIT_CPU, limits.cpu_seconds + 2)
-    cpu = (min(limits.cpu_seconds, cpu_hard), cpu_hard)
-    file_size = _ceiling(resource.RLIMIT_FSIZE, limits.file_bytes)
-    unshare = _libc_unshare() if use_namespaces else None
-
-    def setup() -> None:
-        resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
-        resource.setrlimit(resource.RLIMIT_CPU, cpu)
-        resource.setrlimit(resource.RLIMIT_FSIZE, (file_size, file_size))
-        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-        if unshare is not None and unshare(_CLONE_NEWUSER | _CLONE_NEWNET) != 0:
-            # The child reports what it got; failing here would only abort the spawn.
-            unshare(_CLONE_NEWNET)
-
-    return setup
 
 
 def _libc_unshare() -> Callable[[int], int] | None:
@@ -308,7 +346,149 @@ def _libc_unshare() -> Callable[[int], int] | None:
         return None
 
 
-# --- Running ----------------------------------------------------------------------------------
+def _network_isolation(status: list[str]) -> NetworkIsolation:
+    for line in status:
+        if line.startswith("network "):
+            with contextlib.suppress(ValueError):
+                return NetworkIsolation(line.removeprefix("network "))
+    return NetworkIsolation.UNKNOWN
+
+
+# --- Both: the child process, its limits and its output ---------------------------------------
+
+
+def _empty_folder(folder: Path) -> Path:
+    """folder, emptied (a retried step starts from the same state); its absolute path."""
+    folder = folder.resolve()
+    if folder.exists():
+        shutil.rmtree(folder)
+    folder.mkdir(parents=True)
+    return folder
+
+
+def _ceiling(which: int, wanted: int) -> int:
+    """A limit no higher than the worker's own hard limit, which an unprivileged process
+    cannot raise (setrlimit would fail in the child and abort the spawn)."""
+    _, current_hard = resource.getrlimit(which)
+    return wanted if current_hard == resource.RLIM_INFINITY else min(wanted, current_hard)
+
+
+def _child_setup(
+    limits: SandboxLimits,
+    *,
+    unshare: Callable[[int], int] | None,
+    cgroup_procs_fd: int | None,
+    limit_processes: bool,
+) -> Callable[[], None]:
+    """The preexec_fn. Everything is computed here, in the parent, so the forked child only
+    makes system calls (a forked child of a threaded worker must not take locks)."""
+    memory = _ceiling(resource.RLIMIT_AS, limits.memory_mb * 1024 * 1024)
+    # SIGXCPU at the soft limit ends the run; the hard limit is the SIGKILL backstop for code
+    # that ignores SIGXCPU.
+    cpu_hard = _ceiling(resource.RLIMIT_CPU, limits.cpu_seconds + 2)
+    cpu = (min(limits.cpu_seconds, cpu_hard), cpu_hard)
+    file_size = _ceiling(resource.RLIMIT_FSIZE, limits.file_bytes)
+    # Counted per user, for all of the worker's user's processes; under bubblewrap the
+    # supervisor sets it inside the sandbox instead (sandbox_child.py says why). The kernel
+    # ignores it for host root, which is why a root worker adds a pids cgroup.
+    processes = _ceiling(resource.RLIMIT_NPROC, limits.max_processes) if limit_processes else None
+
+    def setup() -> None:
+        if cgroup_procs_fd is not None:
+            os.write(cgroup_procs_fd, b"0")  # "0" moves the writer itself
+        resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
+        resource.setrlimit(resource.RLIMIT_CPU, cpu)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (file_size, file_size))
+        if processes is not None:
+            resource.setrlimit(resource.RLIMIT_NPROC, (processes, processes))
+        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+        if unshare is not None and unshare(_CLONE_NEWUSER | _CLONE_NEWNET) != 0:
+            # The child reports what it got; failing here would only abort the spawn.
+            unshare(_CLONE_NEWNET)
+
+    return setup
+
+
+async def _spawn(
+    argv: list[str],
+    *,
+    env: dict[str, str],
+    cwd: Path | None,
+    pass_fds: list[int],
+    preexec_fn: Callable[[], None],
+) -> asyncio.subprocess.Process:
+    return await asyncio.create_subprocess_exec(
+        *argv,
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        cwd=cwd,
+        env=env,
+        start_new_session=True,  # its own process group, killed as a whole
+        pass_fds=pass_fds,
+        preexec_fn=preexec_fn,
+    )
+
+
+@dataclass
+class _Finished:
+    returncode: int
+    timed_out: bool
+    duration: float
+    stdout: _CappedBuffer
+    stderr: _CappedBuffer
+
+
+async def _supervise(
+    process: asyncio.subprocess.Process, code: str, limits: SandboxLimits
+) -> _Finished:
+    """Feed the code, collect the output, enforce the wall clock; kill everything at the end."""
+    assert process.stdout is not None and process.stderr is not None
+    started = time.monotonic()
+    stdout, stderr = _CappedBuffer(limits.output_bytes), _CappedBuffer(limits.output_bytes)
+    pumps = asyncio.gather(_pump(process.stdout, stdout), _pump(process.stderr, stderr))
+    timed_out = False
+    try:
+        try:
+            await asyncio.wait_for(_feed_and_wait(process, code), timeout=limits.wall_seconds)
+        except TimeoutError:
+            timed_out = True
+        duration = time.monotonic() - started
+    finally:
+        # Always, also on success and on cancellation: leftovers of the group must not outlive
+        # the run. Under bubblewrap, killing bwrap takes its pid namespace, and all in it, along.
+        _kill_group(process.pid)
+        await _wait_for_exit(process)
+        await _drain(process, pumps)
+    returncode = process.returncode if process.returncode is not None else -signal.SIGKILL
+    return _Finished(returncode, timed_out, round(duration, 3), stdout, stderr)
+
+
+def _result(
+    finished: _Finished,
+    exit_code: int,
+    status: list[str],
+    limits: SandboxLimits,
+    *,
+    stderr: str,
+    isolation: Isolation,
+    output_files: list[str],
+    network: NetworkIsolation,
+) -> SandboxRun:
+    limit = _limit_exceeded(exit_code, finished.timed_out, status)
+    return SandboxRun(
+        exit_code=exit_code,
+        duration_seconds=finished.duration,
+        stdout=finished.stdout.text(),
+        stderr=stderr,
+        message=limits.describe(limit) if limit else _describe_exit(exit_code),
+        isolation=isolation,
+        limit_exceeded=limit,
+        stdout_discarded_bytes=finished.stdout.discarded,
+        stderr_discarded_bytes=finished.stderr.discarded,
+        output_files=output_files,
+        network_isolation=network,
+    )
 
 
 async def _feed_and_wait(process: asyncio.subprocess.Process, code: str) -> None:
@@ -375,14 +555,6 @@ def _limit_exceeded(exit_code: int, timed_out: bool, status: list[str]) -> Limit
     if exit_code != 0 and "limit memory" in status:
         return LimitExceeded.MEMORY
     return None
-
-
-def _network_isolation(status: list[str]) -> NetworkIsolation:
-    for line in status:
-        if line.startswith("network "):
-            with contextlib.suppress(ValueError):
-                return NetworkIsolation(line.removeprefix("network "))
-    return NetworkIsolation.UNKNOWN
 
 
 def _describe_exit(exit_code: int) -> str:

@@ -11,13 +11,26 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 class ApiError(Exception):
     status_code = 500
 
-    def __init__(self, detail: str) -> None:
+    def __init__(self, detail: str, headers: dict[str, str] | None = None) -> None:
         super().__init__(detail)
         self.detail = detail
+        self.headers = headers
 
 
 class BadRequest(ApiError):
     status_code = 400
+
+
+class Unauthorized(ApiError):
+    """No credentials, or ones nobody issued; carries the WWW-Authenticate challenge."""
+
+    status_code = 401
+
+
+class Forbidden(ApiError):
+    """A known caller without the role (or ownership) the action needs."""
+
+    status_code = 403
 
 
 class RunNotFound(ApiError):
@@ -28,7 +41,19 @@ class WrongRunState(ApiError):
     status_code = 409
 
 
+class TooManyRequests(ApiError):
+    """Over a rate limit; carries Retry-After."""
+
+    status_code = 429
+
+
 class TemporalUnavailable(ApiError):
+    status_code = 503
+
+
+class ServiceUnavailable(ApiError):
+    """A dependency other than Temporal (e.g. the rate-limit store) is not answering."""
+
     status_code = 503
 
 
@@ -39,7 +64,9 @@ def _location(loc: tuple[object, ...] | list[object]) -> str:
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def api_error(_: Request, exc: ApiError) -> JSONResponse:
-        return JSONResponse({"detail": exc.detail}, status_code=exc.status_code)
+        return JSONResponse(
+            {"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers
+        )
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(_: Request, exc: RequestValidationError) -> JSONResponse:
@@ -54,4 +81,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
-        return JSONResponse({"detail": exc.detail}, status_code=exc.status_code)
+        # Keep Starlette's headers: a 405 must say which methods are allowed (`Allow`).
+        return JSONResponse(
+            {"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers
+        )

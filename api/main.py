@@ -9,12 +9,22 @@ import asyncio
 import logging
 from typing import Annotated
 
-from fastapi import APIRouter, Body, FastAPI, Header, Query, Request
+from fastapi import APIRouter, Body, Depends, FastAPI, Header, Query, Request
 from fastapi.responses import FileResponse, JSONResponse
+from fastapi_offline import FastAPIOffline
 from temporalio.service import RPCError
 
 from activities.artifacts import ArtifactNotFound, ArtifactStore, content_type_for
+from api.bind_check import refuse_insecure_bind
+from api.codec_routes import install_codec_endpoint
+from api.datasets_routes import dataset_url_for_start
+from api.datasets_routes import router as datasets_router
 from api.errors import ApiError, RunNotFound, install_error_handlers
+from api.events import EventHub
+from api.events import router as events_router
+from api.observability import install_observability
+from api.openapi_responses import GUARDED, document_errors_everywhere, error_responses
+from api.predict_routes import router as predict_router
 from api.runs import RunService, TemporalGateway, new_workflow_id, workflow_id_for_key
 from api.schemas import (
     ActionResponse,
@@ -27,18 +37,36 @@ from api.schemas import (
     StartRequest,
     StartResponse,
 )
+from api.security import AccessControl, Principal, Role, limit_by_address, require_role
+from api.ui import install_desk
 from json_logging import configure_logging
 from settings import Settings
+from telemetry import API_SERVICE, configure_tracing, instrument_httpx
 from workflows.models import RunState, RunStatus, RunStatusView
 
 logger = logging.getLogger("orchestrator.api")
 router = APIRouter()
 
-ERROR_RESPONSES: dict[int | str, dict[str, object]] = {
-    404: {"description": "No run with this id"},
-    409: {"description": "The run is not in a state that allows this"},
-    503: {"description": "Temporal or the worker is not answering"},
+# Every route that names a run: its id may be unknown (404) or malformed for Temporal (400).
+ERROR_RESPONSES = error_responses(*GUARDED, 400, 404, 409)
+
+# Who may call what; see "Running it for a team" in the README.
+Viewer = Annotated[Principal, Depends(require_role(Role.VIEWER))]
+Operator = Annotated[Principal, Depends(require_role(Role.OPERATOR))]
+RunStarter = Annotated[Principal, Depends(require_role(Role.OPERATOR, starts_run=True))]
+Approver = Annotated[Principal, Depends(require_role(Role.APPROVER))]
+
+
+# Artifacts are content generated code wrote (an HTML report, an SVG) and are served so that
+# nothing in them can run in this origin or be sniffed into another type.
+ARTIFACT_SECURITY_HEADERS = {
+    "Content-Security-Policy": "sandbox; default-src 'none'; img-src data:; "
+    "style-src 'unsafe-inline'",
+    "X-Content-Type-Options": "nosniff",
 }
+INLINE_TYPES = frozenset(
+    {"image/png", "image/jpeg", "text/html", "text/plain", "text/markdown", "application/json"}
+)
 
 
 def _runs(request: Request) -> RunService:
@@ -51,6 +79,7 @@ def _runs(request: Request) -> RunService:
 )
 async def start_run(
     request: Request,
+    principal: RunStarter,
     body: StartRequest,
     idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
 ) -> StartResponse:
@@ -61,7 +90,8 @@ async def start_run(
         workflow_id = workflow_id_for_key(idempotency_key)
     else:
         workflow_id = new_workflow_id()
-    existing = await _runs(request).start(body.user_goal, body.dataset_url, workflow_id)
+    dataset_url = dataset_url_for_start(body, principal, request.app.state.settings)
+    existing = await _runs(request).start(body.user_goal, dataset_url, workflow_id, principal)
     if existing is not None:
         return StartResponse(
             workflow_id=workflow_id,
@@ -85,17 +115,17 @@ async def start_run(
     tags=["runs"],
     responses=ERROR_RESPONSES,
 )
-async def run_status(request: Request, workflow_id: str) -> RunStatusView:
+async def run_status(request: Request, principal: Viewer, workflow_id: str) -> RunStatusView:
     """The spec's status document; works for finished runs too."""
-    return (await _runs(request).state(workflow_id)).status_view()
+    return await _runs(request).status(workflow_id, principal)
 
 
 @router.get(
     "/workflow/{workflow_id}", response_model=RunState, tags=["runs"], responses=ERROR_RESPONSES
 )
-async def run_state(request: Request, workflow_id: str) -> RunState:
+async def run_state(request: Request, principal: Viewer, workflow_id: str) -> RunState:
     """The full state: plan, generated code, execution results, review feedback, usage."""
-    return await _runs(request).state(workflow_id)
+    return await _runs(request).state(workflow_id, principal)
 
 
 @router.post(
@@ -106,14 +136,22 @@ async def run_state(request: Request, workflow_id: str) -> RunState:
 )
 async def approve_run(
     request: Request,
+    principal: Approver,
     workflow_id: str,
     body: Annotated[ApproveRequest | None, Body()] = None,
 ) -> ActionResponse:
-    """Approve the generated EDA code so the run executes it."""
-    await _runs(request).approve(workflow_id, body.version if body else None)
-    logger.info("Run approved", extra={"workflow_id": workflow_id})
+    """Approve the generated EDA code so the run executes it.
+
+    200 means this call's approval took effect; a decision that lost a race, names another
+    code version, or arrives when the run is not waiting gets 409 with the reason.
+    """
+    run = await _runs(request).approve(workflow_id, body.version if body else None, principal)
+    logger.info("Run approved", extra={"workflow_id": workflow_id, "by": principal.name})
     return ActionResponse(
-        workflow_id=workflow_id, status="approved", message="Approval sent; the run continues."
+        workflow_id=workflow_id,
+        status="approved",
+        message=f"Approved EDA code v{run.eda_version}; the run continues.",
+        run=run,
     )
 
 
@@ -125,17 +163,21 @@ async def approve_run(
 )
 async def reject_run(
     request: Request,
+    principal: Approver,
     workflow_id: str,
     body: Annotated[RejectRequest | None, Body()] = None,
 ) -> ActionResponse:
     """Reject the EDA code; the Data Engineering agent regenerates it with the feedback."""
     feedback = body.feedback if body else None
-    await _runs(request).reject(workflow_id, feedback, body.version if body else None)
-    logger.info("Run rejected", extra={"workflow_id": workflow_id, "feedback": feedback})
+    run = await _runs(request).reject(
+        workflow_id, feedback, body.version if body else None, principal
+    )
+    logger.info("Run rejected", extra={"workflow_id": workflow_id, "by": principal.name})
     return ActionResponse(
         workflow_id=workflow_id,
         status="rejected",
-        message="Rejection sent; the EDA code will be regenerated with your feedback.",
+        message=f"Rejected EDA code v{run.eda_version}; it will be regenerated with your feedback.",
+        run=run,
     )
 
 
@@ -145,9 +187,9 @@ async def reject_run(
     tags=["runs"],
     responses=ERROR_RESPONSES,
 )
-async def cancel_run(request: Request, workflow_id: str) -> ActionResponse:
+async def cancel_run(request: Request, principal: Operator, workflow_id: str) -> ActionResponse:
     """Ask the run to stop; it records `cancelled` once its current step is interrupted."""
-    await _runs(request).cancel(workflow_id)
+    await _runs(request).cancel(workflow_id, principal)
     logger.info("Run cancellation requested", extra={"workflow_id": workflow_id})
     return ActionResponse(
         workflow_id=workflow_id, status="cancelling", message="Cancellation requested."
@@ -160,9 +202,9 @@ async def cancel_run(request: Request, workflow_id: str) -> ActionResponse:
     tags=["artifacts"],
     responses=ERROR_RESPONSES,
 )
-async def list_artifacts(request: Request, workflow_id: str) -> ArtifactList:
+async def list_artifacts(request: Request, principal: Viewer, workflow_id: str) -> ArtifactList:
     """Everything the run produced so far: code per version, logs, metrics, the model."""
-    await _runs(request).ensure_exists(workflow_id)
+    await _runs(request).ensure_exists(workflow_id, principal)
     store: ArtifactStore = request.app.state.artifacts
     refs = await asyncio.to_thread(store.list, workflow_id)
     return ArtifactList(
@@ -183,37 +225,63 @@ async def list_artifacts(request: Request, workflow_id: str) -> ArtifactList:
     "/workflow/{workflow_id}/artifacts/{name:path}",
     tags=["artifacts"],
     response_class=FileResponse,
-    responses={404: {"description": "No such artifact"}},
+    responses=ERROR_RESPONSES,
 )
-async def download_artifact(request: Request, workflow_id: str, name: str) -> FileResponse:
-    """One artifact, served with its content type."""
+async def download_artifact(
+    request: Request, principal: Viewer, workflow_id: str, name: str
+) -> FileResponse:
+    """One artifact, served with its content type; plots, the report and text open inline."""
+    await _runs(request).ensure_exists(workflow_id, principal)
     store: ArtifactStore = request.app.state.artifacts
     try:
         path = await asyncio.to_thread(store.resolve, workflow_id, name)
     except ArtifactNotFound as err:
         raise RunNotFound(f"Run {workflow_id!r} has no artifact named {name!r}.") from err
-    return FileResponse(path, media_type=content_type_for(name), filename=path.name)
+    media_type = content_type_for(name)
+    return FileResponse(
+        path,
+        media_type=media_type,
+        filename=path.name,
+        # Generated code wrote these files: a report must not run script in the API's origin.
+        headers=ARTIFACT_SECURITY_HEADERS,
+        content_disposition_type="inline" if media_type in INLINE_TYPES else "attachment",
+    )
 
 
-@router.get("/workflows", response_model=RunList, tags=["runs"])
+@router.get(
+    "/workflows", response_model=RunList, tags=["runs"], responses=error_responses(*GUARDED, 400)
+)
 async def list_runs(
     request: Request,
+    principal: Viewer,
     status: RunStatus | None = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     page_token: str | None = None,
+    owner: Annotated[
+        str | None,
+        Query(
+            max_length=200,
+            description="Only runs started by this principal; `me` is the caller.",
+        ),
+    ] = None,
 ) -> RunList:
-    """Runs from Temporal visibility, filtered by status if given.
+    """Runs from Temporal visibility, filtered by status and owner if given.
 
+    Admins see every run; others see their own, and approvers also every run awaiting approval.
     Open runs come first, newest first; then finished runs, most recently finished first.
     """
-    return await _runs(request).list_runs(status, limit, page_token)
+    return await _runs(request).list_runs(status, limit, page_token, principal, owner)
 
 
 @router.get(
     "/health",
     response_model=Health,
     tags=["service"],
-    responses={503: {"model": Health, "description": "Temporal is unreachable"}},
+    responses={
+        503: {"model": Health, "description": "Temporal is unreachable"},
+        **error_responses(429),
+    },
+    dependencies=[Depends(limit_by_address)],  # open to load balancers, but not unlimited
 )
 async def health(request: Request) -> Health | JSONResponse:
     """Whether Temporal is reachable: 200 when it is, 503 when it is not."""
@@ -235,23 +303,42 @@ async def health(request: Request) -> Health | JSONResponse:
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
-    app = FastAPI(
+    # /docs and /redoc from assets shipped in the fastapi-offline package, not from a CDN.
+    app = FastAPIOffline(
         title="Orchestrator Service",
         description="Durable Auto-DataScientist runs on Temporal, with a human approval step.",
         version="0.1.0",
+        lifespan=refuse_insecure_bind,
     )
     app.state.settings = settings
+    # Bad auth or rate-limit settings stop the API here, at start-up, with a clear message.
+    app.state.access = AccessControl.from_settings(settings)
     app.state.runs = RunService(TemporalGateway(settings))
     # Artifacts are files the worker wrote under DATA_DIR; the API must see the same folder.
     app.state.artifacts = ArtifactStore(settings.artifacts_dir)
+    # One poller per watched run per process, however many clients follow its events.
+    app.state.events = EventHub(
+        lambda workflow_id: app.state.runs.state(workflow_id),
+        lambda workflow_id: asyncio.to_thread(app.state.artifacts.list, workflow_id),
+        settings.events_poll_seconds,
+    )
     install_error_handlers(app)
+    document_errors_everywhere(app)
     app.include_router(router)
+    app.include_router(predict_router)
+    app.include_router(datasets_router)
+    install_codec_endpoint(app, settings)
+    app.include_router(events_router)
+    install_desk(app)
+    install_observability(app, settings)  # /metrics, /health/live, /health/ready, tracing
     return app
 
 
 def _app_from_environment() -> FastAPI:
     settings = Settings()
     configure_logging(settings.log_level)
+    configure_tracing(API_SERVICE)
+    instrument_httpx()
     return create_app(settings)
 
 

@@ -48,8 +48,8 @@ from api.errors import (
 )
 from api.schemas import RunList, RunSummary
 from api.security import Principal, Role
-from payload_codec import data_converter
 from settings import Settings
+from temporal_connection import temporal_connect_options
 from workflows.contract import (
     CURRENT_STEP_ATTRIBUTE,
     OWNER_ATTRIBUTE,
@@ -61,7 +61,7 @@ from workflows.contract import (
     WORKFLOW_TYPE,
     ErrorType,
 )
-from workflows.data_science_run import DataScienceRun
+from workflows.data_science_run import STATUS_MEMO_KEY, DataScienceRun
 from workflows.models import (
     Decision,
     RunInput,
@@ -103,11 +103,7 @@ class TemporalGateway:
         async with self._lock:
             if self._client is None:
                 try:
-                    self._client = await Client.connect(
-                        self.settings.temporal_address,
-                        namespace=self.settings.temporal_namespace,
-                        data_converter=data_converter(self.settings),
-                    )
+                    self._client = await Client.connect(**temporal_connect_options(self.settings))
                 except RuntimeError as err:
                     raise TemporalUnavailable(
                         f"Cannot reach Temporal at {self.settings.temporal_address}: {err}. "
@@ -160,6 +156,7 @@ class RunService:
             approval_timeout_seconds=self.settings.approval_timeout_seconds,
             max_rejections=self.settings.max_rejections,
             max_critic_rounds=self.settings.max_critic_rounds,
+            notify=bool(self.settings.webhook_targets),
         )
         async with temporal_errors():
             try:
@@ -205,17 +202,45 @@ class RunService:
             )
         return await _summary(existing)
 
-    async def _describe(self, workflow_id: str) -> WorkflowExecutionDescription:
-        """The run's description from Temporal (no worker needed); 404 for other types."""
+    async def _describe(
+        self, workflow_id: str, reader: Principal | None = None
+    ) -> WorkflowExecutionDescription:
+        """The run's description from Temporal (no worker needed); 404 for other types, and
+        for a `reader` who may not see the run (its existence is not revealed either)."""
         handle = await self._handle(workflow_id)
         async with temporal_errors(workflow_id):
             description = await handle.describe()
         if description.workflow_type != WORKFLOW_TYPE:
             raise RunNotFound(f"{workflow_id!r} is not a data-science run.")
+        if reader is not None and not reader.reads_every_run:
+            if description.typed_search_attributes.get(OWNER_ATTRIBUTE) != reader.name:
+                raise RunNotFound(f"No run with id {workflow_id!r}.")
         return description
 
-    async def state(self, workflow_id: str) -> RunState:
-        description = await self._describe(workflow_id)  # 404s without waiting for a worker
+    async def status(self, workflow_id: str, reader: Principal | None = None) -> RunStatusView:
+        """The status document from the memo the run keeps current: one describe, no worker.
+
+        Runs started before the run kept it there are asked by query instead.
+        """
+        description = await self._describe(workflow_id, reader)
+        memo = await description.memo()
+        if STATUS_MEMO_KEY not in memo:
+            return (await self.state(workflow_id)).status_view()
+        view = RunStatusView.model_validate(memo[STATUS_MEMO_KEY])
+        status = _reported_status(view.status, description.status)
+        if status == view.status:
+            return view
+        return view.model_copy(
+            update={
+                "status": status,
+                "last_error": view.last_error
+                or f"Ended outside the service (Temporal status {description.status.name}).",  # type: ignore[union-attr]
+            }
+        )
+
+    async def state(self, workflow_id: str, reader: Principal | None = None) -> RunState:
+        # 404s without waiting for a worker, and for a reader who may not see the run.
+        description = await self._describe(workflow_id, reader)
         handle = await self._handle(workflow_id)
         timeout = timedelta(seconds=self.settings.query_timeout_seconds)
         async with temporal_errors(workflow_id):
@@ -272,7 +297,11 @@ class RunService:
         """Send the decision as an update: the answer says whether it took effect."""
         description = await self._describe(workflow_id)
         if description.status != ExecutionStatus.RUNNING:
-            raise WrongRunState(f"Run {workflow_id!r} has already ended; nothing to {update}.")
+            ended = _CLOSED_STATUS.get(description.status, RunStatus.FAILED)  # type: ignore[arg-type]
+            raise WrongRunState(
+                f"Run {workflow_id!r} has already ended ({ended.value}); it is not awaiting "
+                f"approval, so there is nothing to {update}."
+            )
         owner = description.typed_search_attributes.get(OWNER_ATTRIBUTE)
         if (
             update == UPDATE_APPROVE
@@ -320,9 +349,9 @@ class RunService:
                     ) from err
                 raise
 
-    async def ensure_exists(self, workflow_id: str) -> None:
-        """404 unless Temporal knows the run; needs no worker, unlike a query."""
-        await self._describe(workflow_id)
+    async def ensure_exists(self, workflow_id: str, reader: Principal | None = None) -> None:
+        """404 unless Temporal knows the run and `reader` may see it; needs no worker."""
+        await self._describe(workflow_id, reader)
 
     async def cancel(self, workflow_id: str, principal: Principal) -> None:
         description = await self._describe(workflow_id)
@@ -354,8 +383,8 @@ class RunService:
         principal: Principal,
         owner: str | None = None,
     ) -> RunList:
-        """Runs the caller may see: admins all; others their own, and approvers also every run
-        that awaits approval. `owner` narrows further ("me" is the caller)."""
+        """Runs the caller may see: admins and viewers all; others their own, and approvers
+        also every run that awaits approval. `owner` narrows further ("me" is the caller)."""
         client = await self.gateway.client()
         query = f"WorkflowType = '{WORKFLOW_TYPE}'"
         if status is not None:
@@ -363,13 +392,13 @@ class RunService:
         if owner is not None:
             name = principal.name if owner == "me" else owner
             query += f" AND {OWNER_ATTRIBUTE.name} = {_quoted(name)}"
-        if not principal.is_admin:
+        if not (principal.is_admin or Role.VIEWER in principal.roles):
             visible = f"{OWNER_ATTRIBUTE.name} = {_quoted(principal.name)}"
             if Role.APPROVER in principal.roles:
                 visible = f"({visible} OR ({_status_filter(RunStatus.AWAITING_APPROVAL)}))"
             query += f" AND {visible}"
         token = _decode_page_token(page_token)
-        async with _page_token_errors(token is not None), temporal_errors():
+        async with temporal_errors(), _page_token_errors(token is not None):
             iterator = client.list_workflows(query, page_size=limit, next_page_token=token)
             await iterator.fetch_next_page()
             page = list(iterator.current_page or [])
@@ -378,7 +407,7 @@ class RunService:
         return RunList(
             workflows=list(summaries),
             count=len(summaries),
-            next_page_token=base64.urlsafe_b64encode(next_token).decode() if next_token else None,
+            next_page_token=_encode_page_token(next_token) if next_token else None,
         )
 
     async def check_health(self) -> None:
@@ -441,6 +470,20 @@ async def _page_token_errors(token_given: bool) -> AsyncIterator[None]:
         raise
 
 
+# Page tokens carry a check of Temporal's token, so one this API never returned is refused
+# here (400) instead of costing Temporal retries and ending as a 503. It is a checksum, not a
+# secret: visibility scoping is in the query the API sends with every page, never in the token.
+_PAGE_TOKEN_CHECK_BYTES = 8
+
+
+def _page_token_check(raw: bytes) -> bytes:
+    return hashlib.sha256(b"orchestrator-page-token:" + raw).digest()[:_PAGE_TOKEN_CHECK_BYTES]
+
+
+def _encode_page_token(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(_page_token_check(raw) + raw).decode()
+
+
 def _decode_page_token(token: str | None) -> bytes | None:
     if not token:
         return None
@@ -448,9 +491,10 @@ def _decode_page_token(token: str | None) -> bytes | None:
         decoded = base64.urlsafe_b64decode(token.encode())
     except (binascii.Error, ValueError):
         decoded = b""
-    if not decoded:
+    check, raw = decoded[:_PAGE_TOKEN_CHECK_BYTES], decoded[_PAGE_TOKEN_CHECK_BYTES:]
+    if not raw or not secrets.compare_digest(check, _page_token_check(raw)):
         raise BadRequest("page_token is not one this API returned; start from the first page.")
-    return decoded
+    return raw
 
 
 async def _summary(execution: WorkflowExecution) -> RunSummary:

@@ -4,17 +4,52 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from workflows.models import RunStatus, Step
+from activities.uploads import DATASET_ID_PATTERN
+from workflows.models import RunStatus, RunStatusView, Step
 
 WORKFLOW_ID_PATTERN = r"^wf-[A-Za-z0-9_-]{3,64}$"
 
 
+class FieldError(BaseModel):
+    field: str = Field(examples=["body.dataset_url"])
+    message: str
+    type: str
+
+
+class ErrorBody(BaseModel):
+    """Every error the API returns: what went wrong and what to do, for a person to read."""
+
+    detail: str = Field(examples=["No run with id 'wf-3f9c2a1b7d4e'."])
+    errors: list[FieldError] | None = Field(
+        default=None, description="For 422 only: each invalid field."
+    )
+
+
 class StartRequest(BaseModel):
+    # The schema says what the validator enforces: exactly one dataset source.
+    model_config = ConfigDict(
+        json_schema_extra={
+            "oneOf": [
+                {"required": ["dataset_url"], "properties": {"dataset_url": {"type": "string"}}},
+                {"required": ["dataset_id"], "properties": {"dataset_id": {"type": "string"}}},
+            ]
+        }
+    )
+
     user_goal: str = Field(min_length=1, max_length=4000, examples=["Build a customer churn model"])
-    dataset_url: str = Field(
-        min_length=1, max_length=2048, examples=["https://example.com/churn.csv"]
+    dataset_url: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=2048,
+        examples=["https://example.com/churn.csv"],
+        description="Where the CSV is: http(s), or a path under DATASET_ROOTS. Or give dataset_id.",
+    )
+    dataset_id: str | None = Field(
+        default=None,
+        pattern=DATASET_ID_PATTERN,
+        description="A dataset uploaded with POST /datasets, instead of dataset_url.",
     )
     workflow_id: str | None = Field(
         default=None,
@@ -24,12 +59,31 @@ class StartRequest(BaseModel):
 
     @field_validator("dataset_url")
     @classmethod
-    def _supported_scheme(cls, value: str) -> str:
+    def _supported_scheme(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
         # Refuse at the door what intake could never fetch, rather than start a doomed run.
         scheme, separator, _ = value.partition("://")
         if separator and scheme.lower() not in ("http", "https", "file"):
             raise ValueError(f"unsupported scheme {scheme!r}: use http(s)://, file:// or a path")
+        if any(ord(char) < 32 or ord(char) == 127 for char in value):
+            raise ValueError("contains control characters (NUL, newline, ...)")
         return value
+
+    @field_validator("user_goal")
+    @classmethod
+    def _printable_goal(cls, value: str) -> str:
+        # Line breaks and tabs are prose; NUL and other control characters break logs, search
+        # attributes and prompts.
+        if any((ord(char) < 32 and char not in "\t\n\r") or ord(char) == 127 for char in value):
+            raise ValueError("contains control characters (NUL, ...); only tabs and newlines")
+        return value
+
+    @model_validator(mode="after")
+    def _one_dataset_source(self) -> StartRequest:
+        if (self.dataset_url is None) == (self.dataset_id is None):
+            raise ValueError("give exactly one of dataset_url or dataset_id")
+        return self
 
 
 class StartResponse(BaseModel):
@@ -56,6 +110,9 @@ class ActionResponse(BaseModel):
     workflow_id: str
     status: str
     message: str
+    run: RunStatusView | None = Field(
+        default=None, description="The run right after this decision took effect."
+    )
 
 
 class RunSummary(BaseModel):
@@ -63,6 +120,7 @@ class RunSummary(BaseModel):
     status: RunStatus
     current_step: Step | None
     user_goal: str | None
+    owner: str | None = None
     started_at: datetime | None
     closed_at: datetime | None
 

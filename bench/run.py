@@ -1,8 +1,11 @@
 """Benchmarks, each reported as a ratio to a baseline measured in the same run: `make bench`.
 
-- profiling: `profile_csv` on a 100k-row churn table vs. pandas merely reading it.
-- sandbox: a trivial script through the local sandbox vs. a bare `python -c pass` subprocess.
+- profiling: `profile_for_goal` on a 100k-row churn table vs. pandas merely reading it.
+- sandbox: a trivial script through the local sandbox (bubblewrap, and unisolated) vs. a bare
+  `python -c pass` subprocess.
 - peak memory (tracemalloc) of profiling vs. of reading.
+- profiling a 1 GB CSV: time and peak RSS vs. DuckDB's SUMMARIZE (bench/big_profile.py).
+- live progress: Temporal calls with 50 watchers of a run's events vs. with 1 (bench/events_fanout.py).
 """
 
 from __future__ import annotations
@@ -20,8 +23,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from activities.offline import profile_csv
-from activities.sandbox import SandboxLimits, run_python
+from activities.column_plan import profile_for_goal
+from activities.sandbox import Isolation, SandboxLimits, run_python
+from bench.big_profile import run_benchmark as big_profile_benchmark
+from bench.events_fanout import run_benchmark as events_fanout_benchmark
 from tests.sample_data import make_churn
 
 REPEATS = 5
@@ -51,9 +56,9 @@ def main() -> None:
         make_churn(rows=100_000).to_csv(dataset, index=False)
         goal = "Build a customer churn prediction model"
         read = median_seconds(lambda: pd.read_csv(dataset, low_memory=False))
-        profile = median_seconds(lambda: profile_csv(dataset, goal))
+        profile = median_seconds(lambda: profile_for_goal(dataset, goal))
         read_peak = peak_bytes(lambda: pd.read_csv(dataset, low_memory=False))
-        profile_peak = peak_bytes(lambda: profile_csv(dataset, goal))
+        profile_peak = peak_bytes(lambda: profile_for_goal(dataset, goal))
 
         limits = SandboxLimits(wall_seconds=60, memory_mb=1024, cpu_seconds=60,
                                output_bytes=64 * 1024)  # fmt: skip
@@ -63,6 +68,11 @@ def main() -> None:
         sandboxed = median_seconds(
             lambda: asyncio.run(run_python("pass\n", dataset, root / "work", limits))
         )
+        unisolated = median_seconds(
+            lambda: asyncio.run(
+                run_python("pass\n", dataset, root / "work", limits, isolation=Isolation.UNISOLATED)
+            )
+        )
 
     results = {
         "profile_csv_vs_read_csv": {"baseline_s": read, "measured_s": profile,
@@ -70,9 +80,13 @@ def main() -> None:
         "profile_csv_peak_memory_vs_read_csv": {"baseline_bytes": read_peak,
                                                 "measured_bytes": profile_peak,
                                                 "ratio": profile_peak / read_peak},
-        "sandbox_vs_bare_subprocess": {"baseline_s": bare, "measured_s": sandboxed,
-                                       "ratio": sandboxed / bare},
+        "sandbox_bubblewrap_vs_bare_subprocess": {"baseline_s": bare, "measured_s": sandboxed,
+                                                  "ratio": sandboxed / bare},
+        "sandbox_unisolated_vs_bare_subprocess": {"baseline_s": bare, "measured_s": unisolated,
+                                                  "ratio": unisolated / bare},
     }  # fmt: skip
+    results["events_temporal_calls_50_vs_1_watchers"] = events_fanout_benchmark()
+    results["profile_1gb_csv_vs_duckdb_summarize"] = big_profile_benchmark()
     print(json.dumps(results, indent=2))
 
 

@@ -6,6 +6,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -97,6 +98,14 @@ class ServiceProcesses:
             "DATA_DIR": str(data_dir),
             "LLM_PROVIDER": "offline",
             "LOG_LEVEL": "WARNING",
+            # Tests poll; the abuse limits have their own tests (tests/test_rate_limits.py).
+            "RATE_LIMIT_DEFAULT": "100000/minute",
+            "RATE_LIMIT_START": "10000/minute",
+            # Test datasets live in pytest's temporary folders (the service's own storage in
+            # DATA_DIR stays off limits); the README's example is read by its relative path.
+            "DATASET_ROOTS": f"{tempfile.gettempdir()},{ROOT / 'examples'}",
+            # Several workers may share a host in one test; those that scrape pass a free port.
+            "WORKER_METRICS_PORT": "0",
             **settings,
         }
         self.worker: subprocess.Popen[bytes] | None = None
@@ -106,12 +115,12 @@ class ServiceProcesses:
         self.worker = subprocess.Popen([sys.executable, "worker.py"], cwd=ROOT, env=self.env)
         return self.worker
 
+    def api_command(self, host: str = "127.0.0.1") -> list[str]:
+        return [sys.executable, "-m", "uvicorn", "api.main:app", "--host", host,
+                "--port", str(self.port), "--no-access-log"]  # fmt: skip
+
     def start_api(self) -> None:
-        self.api = subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", "api.main:app", "--host", "127.0.0.1",
-             "--port", str(self.port), "--no-access-log"],
-            cwd=ROOT, env=self.env,
-        )  # fmt: skip
+        self.api = subprocess.Popen(self.api_command(), cwd=ROOT, env=self.env)
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             assert self.api.poll() is None, "the API exited during start-up"

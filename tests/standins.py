@@ -29,9 +29,11 @@ class ServerThread:
     a test that blocks (or is cancelled) never stall the server.
     """
 
-    def __init__(self, app: ASGIApp) -> None:
-        self._socket = socket.socket()
-        self._socket.bind(("127.0.0.1", 0))
+    def __init__(self, app: ASGIApp, host: str = "127.0.0.1") -> None:
+        # Another loopback address (127.0.0.2, ::1) lets a test tell two servers apart by address.
+        self.host = host
+        self._socket = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+        self._socket.bind((host, 0))
         self.port = int(self._socket.getsockname()[1])
         config = uvicorn.Config(
             app, log_level="warning", lifespan="off", timeout_graceful_shutdown=1
@@ -43,7 +45,8 @@ class ServerThread:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
 
     def __enter__(self) -> ServerThread:
         self._thread.start()

@@ -2,20 +2,26 @@
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import hashlib
 import json
+import logging
 import socket
+import time
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from fastapi import FastAPI, Request, Response
+from fastapi.responses import RedirectResponse
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
 from activities.artifacts import ArtifactStore
-from activities.datasets import DatasetActivities, redact_url
+from activities.datasets import DatasetActivities
+from json_logging import JsonFormatter
 from settings import Settings
 from tests.standins import FileServerState, Route, ServerThread, file_server_app
 from workflows.models import DatasetRequest
@@ -45,6 +51,9 @@ def settings(tmp_path: Path) -> Settings:
         max_dataset_bytes=100_000,
         dataset_timeout_seconds=0.5,
         allow_local_datasets=True,
+        dataset_roots=str(tmp_path),
+        # The stand-in servers listen on loopback, which intake refuses unless allowed.
+        dataset_allowed_hosts="127.0.0.1",
     )
 
 
@@ -157,7 +166,7 @@ async def test_credentials_in_the_url_never_appear_in_errors(
     error = await fetch_error(settings, url)
 
     assert "hunter2" not in error.message and "s3cr3t" not in error.message
-    assert "***@127.0.0.1" in error.message and "token=%2A%2A%2A" in error.message
+    assert "***@127.0.0.1" in error.message and "token=***&x=***" in error.message
 
 
 async def test_a_server_error_is_retryable(
@@ -340,8 +349,10 @@ async def test_a_table_wider_than_the_column_limit_is_refused_clearly(
     assert len(fine.profile.columns) == 13
 
 
-async def test_a_missing_local_file_and_other_schemes_are_refused(settings: Settings) -> None:
-    missing = await fetch_error(settings, "/nonexistent/churn.csv")
+async def test_a_missing_local_file_and_other_schemes_are_refused(
+    settings: Settings, tmp_path: Path
+) -> None:
+    missing = await fetch_error(settings, str(tmp_path / "nonexistent" / "churn.csv"))
     ftp = await fetch_error(settings, "ftp://example.com/churn.csv")
 
     assert missing.type == "DatasetNotFound"
@@ -370,9 +381,118 @@ async def test_heartbeats_are_sent_while_a_slow_download_runs(
     assert len(beats) >= 3, "too few heartbeats during a download of about a second"
 
 
-def test_redaction_keeps_what_locates_the_file() -> None:
-    url = "https://user:pw@bucket.s3.amazonaws.com/data/churn.csv?X-Amz-Signature=abc&v=2"
+async def test_a_trickling_server_hits_the_download_deadline_and_is_not_retried(
+    server: tuple[ServerThread, FileServerState], settings: Settings
+) -> None:
+    running, state = server
+    # One byte every 0.2 s: never quiet long enough for the 0.5 s read timeout to fire.
+    state.routes["trickle.csv"] = Route(CHURN, chunk_size=1, chunk_delay=0.2)
+    strict = settings.model_copy(update={"dataset_download_deadline_seconds": 1.5})
 
-    assert redact_url(url) == (
-        "https://***@bucket.s3.amazonaws.com/data/churn.csv?X-Amz-Signature=%2A%2A%2A&v=%2A%2A%2A"
-    )
+    started = time.monotonic()
+    error = await fetch_error(strict, f"{running.url}/trickle.csv")
+    elapsed = time.monotonic() - started
+
+    assert error.type == "DatasetTimeout"
+    assert error.non_retryable, "the same server would trickle again, for the whole deadline"
+    assert "within 1.5 s (DATASET_DOWNLOAD_DEADLINE_SECONDS)" in error.message
+    assert elapsed < 4, f"the deadline did not bound the download ({elapsed:.1f} s)"
+    assert leftovers(settings) == []
+
+
+def credential_checking_app(user: str, password: str, token: str) -> FastAPI:
+    """A file server that answers only with basic auth and the right token in the query."""
+    app = FastAPI()
+    expected = "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+
+    @app.get("/private/churn.csv")
+    async def private(request: Request) -> Response:
+        if request.headers.get("authorization") != expected:
+            return Response("who are you?", status_code=401)
+        if request.query_params.get("token") != token:
+            return Response("bad token", status_code=403)
+        return Response(CHURN, media_type="text/csv")
+
+    return app
+
+
+async def test_credentials_in_the_url_are_used_but_only_the_redacted_url_is_shown(
+    settings: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    with ServerThread(credential_checking_app("alice", "hunter2", "s3cr3t")) as running:
+        netloc = running.url.removeprefix("http://")
+        url = f"http://alice:hunter2@{netloc}/private/churn.csv?token=s3cr3t&sig=xyzzy"
+        with caplog.at_level(logging.DEBUG):
+            info = await fetch(settings, url)
+
+    assert info.size_bytes == len(CHURN), "the credentials were not sent"
+    shown = f"http://***@{netloc}/private/churn.csv?token=***&sig=***"
+    assert info.source_url == shown
+    # The lines as the worker writes them (JSON, with the extra fields).
+    logged = "\n".join(JsonFormatter().format(record) for record in caplog.records)
+    assert shown in logged, "intake logs which (redacted) URL it fetched"
+    assert "token=***&sig=***" in logged and "HTTP Request" in logged, "httpx's line, redacted"
+    for secret in ("hunter2", "s3cr3t", "xyzzy"):
+        assert secret not in logged
+        assert secret not in info.model_dump_json()
+
+
+async def test_credentials_are_not_sent_to_another_host_after_a_redirect(
+    settings: Settings,
+) -> None:
+    seen: list[str | None] = []
+    target = FastAPI()
+
+    @target.get("/churn.csv")
+    async def churn(request: Request) -> Response:
+        seen.append(request.headers.get("authorization"))
+        return Response(CHURN, media_type="text/csv")
+
+    with ServerThread(target, host="127.0.0.2") as other:
+        hop = FastAPI()
+
+        @hop.get("/churn.csv")
+        async def redirect() -> Response:
+            return RedirectResponse(f"{other.url}/churn.csv", status_code=302)
+
+        with ServerThread(hop) as first:
+            url = first.url.replace("http://", "http://alice:hunter2@") + "/churn.csv"
+            both = settings.model_copy(update={"dataset_allowed_hosts": "127.0.0.1,127.0.0.2"})
+            info = await fetch(both, url)
+
+    assert info.size_bytes == len(CHURN)
+    assert seen == [None], "basic auth must stay with the origin it was written for"
+
+
+def write_table(path: Path, target_values: list[str]) -> str:
+    rows = "".join(f"{i},{i * 3 % 7},{value}\n" for i, value in enumerate(target_values))
+    path.write_text("customer_id,tenure,churned\n" + rows)
+    return str(path)
+
+
+async def test_an_empty_target_column_fails_intake_instead_of_a_run_without_a_model(
+    settings: Settings, tmp_path: Path
+) -> None:
+    source = write_table(tmp_path / "no-labels.csv", [""] * 50)
+
+    error = await fetch_error(settings, source)
+
+    assert error.type == "DatasetEmpty" and error.non_retryable
+    assert "target column 'churned'" in error.message and "has no values" in error.message
+
+
+@pytest.mark.parametrize(("usable", "refused"), [(9, True), (10, False)])
+async def test_too_few_rows_with_a_target_value_fail_intake(
+    settings: Settings, tmp_path: Path, usable: int, refused: bool
+) -> None:
+    labels = [("yes", "no")[i % 2] for i in range(usable)] + [""] * 30
+    source = write_table(tmp_path / "sparse.csv", labels)
+
+    if refused:
+        error = await fetch_error(settings, source)
+        assert error.type == "DatasetEmpty" and error.non_retryable
+        assert f"only {usable} row(s) have a value in the target column 'churned'" in error.message
+        assert "at least 10" in error.message
+    else:
+        info = await fetch(settings, source)
+        assert info.profile.target == "churned"

@@ -70,6 +70,7 @@ def test_ctrl_c_stops_everything_and_runs_survive_a_restart(tmp_path: Path):
         "DATA_DIR": str(tmp_path / "data"),
         "LLM_PROVIDER": "offline",
         "LOG_LEVEL": "WARNING",
+        "WORKER_METRICS_PORT": str(free_port()),  # not the default: other tests' workers run too
     }
 
     with dev_stack(env) as first, httpx.Client(base_url=f"http://127.0.0.1:{ports['api']}",

@@ -122,7 +122,7 @@ async def test_local_eda_stores_code_logs_and_outputs_and_reports_metrics(
     }
     assert store.resolve(RUN, "browser_agent/v1/code.py").read_text() == EDA_CODE
     assert store.list(RUN) == result.artifacts
-    assert list((tmp_path / "data" / "scratch").iterdir()) == []  # the attempt's folder is gone
+    assert list(activities.scratch_dir.iterdir()) == []  # the attempt's folder is gone
 
 
 async def test_rerunning_a_step_version_replaces_its_artifacts(
@@ -521,16 +521,17 @@ def test_metrics_are_flattened_to_numbers_and_short_strings() -> None:
     }
 
 
-def test_scratch_left_by_a_killed_worker_is_swept_but_live_attempts_stay(
+def test_unlocked_scratch_from_before_worker_locks_is_swept_by_age(
     tmp_path: Path, store: ArtifactStore
 ) -> None:
     activities = ExecutionActivities(make_settings(tmp_path), store)  # 30 s execution limit
-    old = activities.scratch_dir / "wf-dead-ml_worker-v1-abc"
-    live = activities.scratch_dir / "wf-live-ml_worker-v1-def"
-    for folder in (old, live):
+    old = activities.scratch.root / "wf-dead-ml_worker-v1-abc"
+    recent = activities.scratch.root / "wf-live-ml_worker-v1-def"
+    for folder in (old, recent):
         (folder / "work").mkdir(parents=True)
     an_hour_ago = time.time() - 3600
     os.utime(old, (an_hour_ago, an_hour_ago))
 
     assert activities.sweep_stale_scratch() == [old.name]
-    assert not old.exists() and live.exists()
+    assert not old.exists() and recent.exists()
+    assert activities.scratch_dir.is_dir()  # its own folder stays, however old

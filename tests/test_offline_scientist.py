@@ -19,9 +19,9 @@ import pandas as pd
 import pytest
 from sklearn.datasets import load_breast_cancer, load_diabetes, load_iris, load_wine
 
+from activities.column_plan import profile_for_goal
 from activities.offline import (
     plan_research,
-    profile_csv,
     review_training,
     write_eda_code,
     write_training_code,
@@ -239,7 +239,7 @@ def test_profile_plan_code_and_review(case: Case, csv_files: dict[str, Path], tm
     path = csv_files[case.name]
     frame = pd.read_csv(path)
 
-    profile = profile_csv(path, case.goal)
+    profile = profile_for_goal(path, case.goal)
     json.dumps(profile.model_dump(), allow_nan=False)  # JSON-safe: no NaN or infinity
     assert profile.rows == len(frame) and not profile.sampled
     assert [c.name for c in profile.columns] == list(frame.columns)
@@ -329,11 +329,11 @@ def test_profile_plan_code_and_review(case: Case, csv_files: dict[str, Path], tm
 # --- Profiling edge cases -------------------------------------------------------------------
 
 
-def test_profile_reads_a_sample_of_large_files(csv_files: dict[str, Path]):
-    profile = profile_csv(csv_files["churn"], "predict churn", sample_rows=500)
-    assert profile.sampled
-    assert profile.rows == 2000  # counted, not read
-    assert sum((profile.class_balance or {}).values()) == 500
+def test_profile_describes_the_whole_file_not_its_head(csv_files: dict[str, Path]):
+    profile = profile_for_goal(csv_files["churn"], "predict churn")
+    assert not profile.sampled
+    assert profile.rows == 2000
+    assert sum((profile.class_balance or {}).values()) == 2000  # every row, counted
 
 
 def test_profile_handles_latin1_and_semicolons(tmp_path: Path):
@@ -347,7 +347,7 @@ def test_profile_handles_latin1_and_semicolons(tmp_path: Path):
     )
     path = tmp_path / "maisons.csv"
     frame.to_csv(path, sep=";", index=False, encoding="latin-1")
-    profile = profile_csv(path, "predict the prix")
+    profile = profile_for_goal(path, "predict the prix")
     assert [c.name for c in profile.columns] == ["ville", "surface", "prix"]
     assert profile.target == "prix" and profile.task_type == "regression"
     assert set(profile.column("ville").sample_values) <= {"Orléans", "Besançon", "Nîmes"}  # type: ignore[union-attr]
@@ -370,7 +370,7 @@ def test_profile_kinds_ids_and_text_numbers(tmp_path: Path):
     )
     path = tmp_path / "bank.csv"
     frame.to_csv(path, index=False)
-    profile = profile_csv(path, "which customers will leave the bank?")
+    profile = profile_for_goal(path, "which customers will leave the bank?")
     kinds = {c.name: c.kind for c in profile.columns}
     assert kinds == {
         "RowNumber": "numeric",
@@ -390,12 +390,12 @@ def test_profile_rejects_empty_files(tmp_path: Path, content: bytes):
     path = tmp_path / "empty.csv"
     path.write_bytes(content)
     with pytest.raises(ValueError):
-        profile_csv(path, "predict c")
+        profile_for_goal(path, "predict c")
 
 
 def test_profile_rejects_missing_file(tmp_path: Path):
     with pytest.raises(ValueError, match="not found"):
-        profile_csv(tmp_path / "nope.csv", "predict y")
+        profile_for_goal(tmp_path / "nope.csv", "predict y")
 
 
 @pytest.mark.parametrize(
@@ -443,7 +443,7 @@ def test_human_feedback_drops_columns(
 ):
     path = csv_files["churn"]
     goal = "build a customer churn prediction model"
-    profile = profile_csv(path, goal)
+    profile = profile_for_goal(path, goal)
     plan = plan_research(goal, profile)
     first = write_eda_code(context(path, goal, profile, plan=plan))
     assert constant(first.code, "DROP_COLUMNS") == []
@@ -475,7 +475,7 @@ def test_human_feedback_drops_columns(
 def test_human_feedback_phrasings(csv_files: dict[str, Path]):
     path = csv_files["churn"]
     goal = "predict churn"
-    profile = profile_csv(path, goal)
+    profile = profile_for_goal(path, goal)
 
     def dropped(*texts: str) -> list[str]:
         ctx = context(path, goal, profile, feedback=[feedback("human", t) for t in texts])
@@ -535,7 +535,7 @@ def _churn_ctx(
 ) -> AgentContext:
     path = csv_files["churn"]
     goal = "build a customer churn prediction model"
-    profile = profile_csv(path, goal)
+    profile = profile_for_goal(path, goal)
     return context(
         path,
         goal,
@@ -619,7 +619,7 @@ def test_critic_flags_missing_seed_and_unhandled_imbalance_and_ids(csv_files: di
 def test_critic_flags_failed_runs_weak_models_and_bad_syntax(csv_files: dict[str, Path]):
     path = csv_files["churn"]
     goal = "build a customer churn prediction model"
-    profile = profile_csv(path, goal)
+    profile = profile_for_goal(path, goal)
     good = write_training_code(context(path, goal, profile, plan=plan_research(goal, profile)))
 
     failed = ExecutionResult(
@@ -649,7 +649,7 @@ def test_critic_flags_failed_runs_weak_models_and_bad_syntax(csv_files: dict[str
 def test_training_code_addresses_critic_findings(csv_files: dict[str, Path], tmp_path: Path):
     path = csv_files["wine"]
     goal = "predict the wine cultivar"
-    profile = profile_csv(path, goal)
+    profile = profile_for_goal(path, goal)
     plan = plan_research(goal, profile)
     first = write_training_code(context(path, goal, profile, plan=plan))
     assert constant(first.code, "CLASS_WEIGHT") is None  # wine's classes are fairly balanced
@@ -706,7 +706,7 @@ def test_generated_code_survives_odd_names_and_goals(tmp_path: Path):
     path = tmp_path / "odd.csv"
     frame.to_csv(path, index=False)
     goal = 'predict the outcome """ \\N{oops} \\'
-    profile = profile_csv(path, goal)
+    profile = profile_for_goal(path, goal)
     assert profile.target == "outcome"
     ctx = context(path, goal, profile, plan=plan_research(goal, profile))
     for label, generated in (("eda", write_eda_code(ctx)), ("train", write_training_code(ctx))):

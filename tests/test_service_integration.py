@@ -82,7 +82,7 @@ def test_start_status_approve_completes_with_metrics(api: httpx.Client):
 
     stale = api.post(f"/workflow/{workflow_id}/approve", json={"version": 7})
     assert stale.status_code == 409
-    assert "waiting on EDA code v1, not v7" in stale.json()["detail"]
+    assert "EDA code v1 is waiting, not v7" in stale.json()["detail"]
     assert api.post(f"/workflow/{workflow_id}/approve", json={"version": 1}).status_code == 200
     done = wait_until(api, workflow_id, lambda b: b["status"] == "completed", timeout=240)
     assert done["current_step"] == "complete"
@@ -157,8 +157,8 @@ def test_reject_returns_to_data_engineering_then_approve(api: httpx.Client, chur
 def test_a_missing_dataset_fails_the_run_with_a_clear_message(api: httpx.Client, tmp_path: Path):
     workflow_id = start(api, str(tmp_path / "no-such-file.csv"))
     failed = wait_until(api, workflow_id, lambda b: b["status"] == "failed", timeout=60)
-    assert failed["current_step"] == "research_agent"
-    assert failed["last_error"].startswith("research_agent failed: ")
+    assert failed["current_step"] == "dataset_intake"
+    assert failed["last_error"].startswith("dataset_intake failed: ")
     assert "no such local file" in failed["last_error"]
     assert "no-such-file.csv" in failed["last_error"]
 
@@ -198,7 +198,7 @@ def test_approve_while_not_awaiting_is_409_and_sends_nothing(api: httpx.Client, 
     [
         ({"dataset_url": "x.csv"}, "body.user_goal"),
         ({"user_goal": "", "dataset_url": "x.csv"}, "body.user_goal"),
-        ({"user_goal": "churn"}, "body.dataset_url"),
+        ({"user_goal": "churn"}, "body"),  # "give exactly one of dataset_url or dataset_id"
         ({"user_goal": "churn", "dataset_url": "ftp://example.com/x.csv"}, "body.dataset_url"),
         (
             {"user_goal": "churn", "dataset_url": "x.csv", "workflow_id": "bad id"},

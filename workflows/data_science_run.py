@@ -15,6 +15,7 @@ from temporalio import workflow
 from temporalio.exceptions import ActivityError, ApplicationError, is_cancelled_exception
 from temporalio.workflow import ParentClosePolicy
 
+from workflows import run_metrics
 from workflows.contract import (
     ACTIVITY_TIMEOUTS,
     CURRENT_STEP_ATTRIBUTE,
@@ -247,6 +248,7 @@ class DataScienceRun:
 
     @workflow.run
     async def run(self, run_input: RunInput) -> RunState:
+        run_metrics.record_run_started()
         try:
             await self._run_steps(run_input)
         except BaseException as err:
@@ -372,11 +374,13 @@ class DataScienceRun:
             eda_code.summary if eda_code else "",
             eda_code.version if eda_code else None,
         )
+        waiting_since = workflow.now()
         try:
             await workflow.wait_condition(
                 lambda: self._decision is not None, timeout=timedelta(seconds=timeout_seconds)
             )
         except TimeoutError:
+            run_metrics.record_approval_wait(workflow.now() - waiting_since, None)
             raise RunEnded(
                 RunStatus.TIMED_OUT,
                 f"No approval arrived within {timeout_seconds:g} s (APPROVAL_TIMEOUT_SECONDS); "
@@ -384,6 +388,7 @@ class DataScienceRun:
                 ErrorType.APPROVAL_TIMED_OUT,
             ) from None
         assert self._decision is not None
+        run_metrics.record_approval_wait(workflow.now() - waiting_since, self._decision[0])
         state.human_approval = self._decision[0]
         return self._decision
 
@@ -517,6 +522,7 @@ class DataScienceRun:
         state = self._state
         state.last_error = error
         state.completed_at = workflow.now()
+        run_metrics.record_run_finished(status)
         self._enter(state.current_step if status != RunStatus.COMPLETED else Step.COMPLETE, status)
         state.next_step = None
         self._say("system", f"Run {status.value}." + (f" {error}" if error else ""))

@@ -122,14 +122,29 @@ class ColumnProfile(BaseModel):
     max: float | None = None
 
 
+class OtherColumns(BaseModel):
+    """The columns an agent's profile does not describe one by one: counts and a few names."""
+
+    count: int
+    kinds: dict[str, int] = Field(default_factory=dict)  # kind -> how many
+    with_missing: int = 0  # how many have missing values
+    names: list[str] = Field(default_factory=list)  # the first few, clipped
+
+
 class DatasetProfile(BaseModel):
     rows: int
     columns: list[ColumnProfile]
-    sampled: bool = False  # True when only the first rows of a large file were read
+    # Profiles are of the whole file now; True only in profiles recorded before that.
+    sampled: bool = False
     target: str | None = None
     task_type: TaskType | None = None
     id_columns: list[str] = Field(default_factory=list)
     class_balance: dict[str, int] | None = None
+    # Set when the table has more rows than TRAINING_SAMPLE_ROWS: training reads a sample of
+    # this many rows (stratified by the target for a classification).
+    training_sample_rows: int | None = None
+    # Set in the profile agents see when the table has more columns than they are shown.
+    other_columns: OtherColumns | None = None
 
     def column(self, name: str) -> ColumnProfile | None:
         return next((c for c in self.columns if c.name == name), None)
@@ -197,10 +212,28 @@ class GeneratedCode(BaseModel):
     addressed: list[RequestOutcome] = Field(default_factory=list)
 
 
+# What a finding asks the next version to do; agents act on this, the message is for people.
+FindingAction = Literal[
+    "drop_columns",  # leave `columns` out of the features
+    "investigate_leakage",  # `columns` (or the strongest feature) may encode the answer
+    "change_target",  # predict `columns[0]`, the column the goal names
+    "use_metric",  # score or decide with a metric that suits the task and class balance
+    "balance_classes",  # weight or resample the classes
+    "tune",  # stronger or more candidate models, tuned
+    "regularise",  # the model overfits
+    "fix_evaluation",  # a held-out split, seeds, cross-validation
+    "fix_run",  # the run failed or broke the script rules: lighter, or fix the cause
+    "do_request",  # a reviewer's request that was not done
+]
+
+
 class Finding(BaseModel):
     severity: Literal["info", "warning", "error"]
     category: str
     message: str
+    # Structured, so agents never parse `message`; defaults keep older histories readable.
+    columns: list[str] = Field(default_factory=list)
+    action: FindingAction | None = None
 
 
 class Review(BaseModel):
@@ -226,9 +259,11 @@ class ReviewOutcome(BaseModel):
 
 class Feedback(BaseModel):
     source: Literal["human", "critic"]
-    text: str
+    text: str  # for people (and the only content of a person's feedback)
     step: Step
     at: datetime
+    # The critic's findings as data; empty for people and in histories from before the field.
+    findings: list[Finding] = Field(default_factory=list)
 
 
 class AgentContext(BaseModel):

@@ -2,28 +2,24 @@
 
 from __future__ import annotations
 
-import ast
-import sys
-
 from pydantic import BaseModel, Field, field_validator
 
 from activities.llm import prompts
 from activities.llm.base import LlmProvider
+from activities.script_rules import ScriptKind, required_breaches
 from workflows.models import (
     MAX_CODE_CHARS,
     AgentContext,
     CodeOutcome,
     DatasetProfile,
     GeneratedCode,
+    RequestOutcome,
     ResearchOutcome,
     ResearchPlan,
     Review,
     ReviewOutcome,
     Step,
 )
-
-EDA_OUTPUT_FILES = ("eda_summary.json",)
-TRAINING_OUTPUT_FILES = ("metrics.json", "model.joblib")
 
 
 class CodeAnswer(BaseModel):
@@ -38,6 +34,10 @@ class CodeAnswer(BaseModel):
         description="The complete Python script, as plain source text (no Markdown fences).",
     )
     summary: str = Field(default="", description="Two or three sentences on what the code does.")
+    addressed: list[RequestOutcome] = Field(
+        default_factory=list,
+        description="One entry per request in the latest feedback: done or not, and why not.",
+    )
 
     @field_validator("code", mode="before")
     @classmethod
@@ -71,11 +71,11 @@ class LlmAgents:
 
     async def data_engineering(self, ctx: AgentContext) -> CodeOutcome:
         prompt = prompts.data_engineering_prompt(ctx)
-        return await self._write_code(ctx, prompt, Step.DATA_ENGINEERING, EDA_OUTPUT_FILES)
+        return await self._write_code(ctx, prompt, Step.DATA_ENGINEERING, "eda")
 
     async def ml(self, ctx: AgentContext) -> CodeOutcome:
         prompt = prompts.ml_prompt(ctx)
-        return await self._write_code(ctx, prompt, Step.ML, TRAINING_OUTPUT_FILES)
+        return await self._write_code(ctx, prompt, Step.ML, "training")
 
     async def critic(self, ctx: AgentContext) -> ReviewOutcome:
         prompt = prompts.critic_prompt(ctx)
@@ -88,17 +88,22 @@ class LlmAgents:
         return ReviewOutcome(review=review, usage=usage)
 
     async def _write_code(
-        self, ctx: AgentContext, prompt: prompts.Prompt, step: Step, outputs: tuple[str, ...]
+        self, ctx: AgentContext, prompt: prompts.Prompt, step: Step, kind: ScriptKind
     ) -> CodeOutcome:
-        """One validated call for a script that must write each of `outputs`."""
+        """One validated call for a script that obeys the script rules of its kind."""
         answer, usage = await self.provider.generate(
             system=prompt.system,
             user=prompt.user,
             output_model=CodeAnswer,
             agent=step.value,
-            check=lambda a: check_code(a.code, outputs),
+            check=lambda a: check_code(a.code, kind),
         )
-        code = GeneratedCode(code=answer.code, summary=answer.summary, version=ctx.version)
+        # Requests not done are said in the summary too, where a reviewer reads first.
+        missed = [f"{o.request} (because {o.reason})" for o in answer.addressed if not o.done]
+        summary = answer.summary + (" Not done: " + "; ".join(missed) + "." if missed else "")
+        code = GeneratedCode(
+            code=answer.code, summary=summary, version=ctx.version, addressed=answer.addressed
+        )
         return CodeOutcome(code=code, usage=usage)
 
 
@@ -124,44 +129,12 @@ def check_plan(plan: ResearchPlan, profile: DatasetProfile) -> None:
         )
 
 
-def check_code(code: str, required_outputs: tuple[str, ...]) -> None:
-    """Reject code that cannot parse, imports what is not installed, or ignores the contract.
+def check_code(code: str, kind: ScriptKind) -> None:
+    """Reject code that breaks a required script rule (activities/script_rules.py).
 
     Catching these here costs one more LLM turn; catching them after a person approved the
     code, or after a sandbox run, costs a whole round.
     """
-    try:
-        tree = ast.parse(code)
-    except SyntaxError as exc:
-        raise ValueError(f"code: Python syntax error at line {exc.lineno}: {exc.msg}") from None
-    problems = []
-    missing_modules = sorted(
-        {name for name in _imported_modules(tree) if not _is_allowed_module(name)}
-    )
-    if missing_modules:
-        problems.append(
-            f"it imports {missing_modules}, which are not installed (only the standard "
-            f"library, {', '.join(prompts.ALLOWED_PACKAGES)} are available)"
-        )
-    for env_var in ("DATASET_PATH", "OUTPUT_DIR"):
-        if env_var not in code:
-            problems.append(f"it does not read the {env_var} environment variable")
-    for name in required_outputs:
-        if name not in code:
-            problems.append(f"it does not write {name} into OUTPUT_DIR")
-    if problems:
-        raise ValueError("code: " + "; ".join(problems))
-
-
-def _imported_modules(tree: ast.AST) -> set[str]:
-    names: set[str] = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            names.update(alias.name.split(".")[0] for alias in node.names)
-        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-            names.add(node.module.split(".")[0])
-    return names
-
-
-def _is_allowed_module(name: str) -> bool:
-    return name in sys.stdlib_module_names or name in prompts.ALLOWED_PACKAGES
+    breaches = required_breaches(code, kind)
+    if breaches:
+        raise ValueError("code: " + "; ".join(b.message for b in breaches))

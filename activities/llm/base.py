@@ -16,6 +16,7 @@ from temporalio.exceptions import ApplicationError
 from activities.llm import prompts
 from activities.llm.errors import INVALID_MODEL_OUTPUT, LLM_REQUEST_REFUSED, Scrubber
 from activities.llm.pricing import estimate_cost_usd
+from activities.telemetry import llm_call_span
 from workflows.models import LlmUsage
 
 logger = logging.getLogger("orchestrator.llm")
@@ -111,7 +112,10 @@ class LlmProvider(ABC):
         )
 
         for _ in range(self.max_validation_retries + 1):
-            reply = await self._chat(system_prompt, messages)
+            with llm_call_span(self.name, self.model, agent) as span:
+                reply = await self._chat(system_prompt, messages)
+                span.set_attribute("gen_ai.usage.input_tokens", reply.input_tokens)
+                span.set_attribute("gen_ai.usage.output_tokens", reply.output_tokens)
             attempts.count += 1
             attempts.input_tokens += reply.input_tokens
             attempts.output_tokens += reply.output_tokens

@@ -2,13 +2,11 @@
 
 from activities.offline.critique import review_training
 from activities.offline.eda_code import write_eda_code
-from activities.offline.profiling import profile_csv
 from activities.offline.research import plan_research
 from activities.offline.training_code import write_training_code
 
 __all__ = [
     "plan_research",
-    "profile_csv",
     "review_training",
     "write_eda_code",
     "write_training_code",

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import ast
+import math
+from collections.abc import Sequence
 from typing import Literal
 
+from activities.column_plan import choose_target
 from activities.offline.code_facts import CROSS_VALIDATION, SPLITTERS, CodeFacts, analyse
 from activities.offline.selection import (
     SEVERE_IMBALANCE_RATIO,
@@ -14,7 +17,15 @@ from activities.offline.selection import (
     leaky_by_name,
     plan_columns,
 )
-from workflows.models import AgentContext, DatasetProfile, ExecutionResult, Finding, Review
+from workflows.models import (
+    AgentContext,
+    ColumnProfile,
+    DatasetProfile,
+    ExecutionResult,
+    Finding,
+    FindingAction,
+    Review,
+)
 from workflows.scoring import higher_is_better, metric_value
 
 REQUIRED_METRICS = ("task_type", "target", "metric", "score", "baseline_score", "cv_mean", "cv_std")
@@ -23,13 +34,28 @@ BOUNDED_METRICS = frozenset(
     "roc_auc accuracy balanced_accuracy f1 f1_macro f1_weighted r2 average_precision".split()
 )
 MIN_MARGIN = 0.01  # a model this close to the baseline has learned next to nothing
-SUSPICIOUS_SCORE = 0.999
+# A bounded score this close to perfect, on at least this many test rows, is treated as a leak.
+SUSPICIOUS_SCORE = 0.99
+MIN_TEST_ROWS_FOR_SUSPICION = 200
+# One feature alone scoring this well (metrics.json: single_feature_score) nearly is the answer.
+SINGLE_FEATURE_LEAK = 0.98
+# Metrics that reward always predicting the majority class, and when that matters.
+IMBALANCE_BLIND_METRICS = frozenset({"accuracy"})
+SKEWED_MAJORITY_SHARE = 0.9
 MAX_CV_TEST_GAP = 0.15
 MAX_CV_STD = 0.1
 
 
-def _finding(severity: Literal["info", "warning", "error"], category: str, message: str) -> Finding:
-    return Finding(severity=severity, category=category, message=message)
+def _finding(
+    severity: Literal["info", "warning", "error"],
+    category: str,
+    message: str,
+    action: FindingAction | None = None,
+    columns: Sequence[str] = (),
+) -> Finding:
+    return Finding(
+        severity=severity, category=category, message=message, action=action, columns=[*columns]
+    )
 
 
 def _leakage(
@@ -48,6 +74,7 @@ def _leakage(
                 "leakage",
                 f"Could not find the feature columns or a drop of the target {target!r}; make the "
                 "feature lists explicit so leakage can be ruled out.",
+                "investigate_leakage",
             )
         ]
     findings = []
@@ -59,6 +86,8 @@ def _leakage(
                 "leakage",
                 f"The target {target!r} is among the features ({where}): the model sees the "
                 "answer. Remove it from the feature lists.",
+                "drop_columns",
+                [target],
             )
         )
     for column in profile.id_columns:
@@ -69,6 +98,8 @@ def _leakage(
                     "leakage",
                     f"Identifier column {column!r} is used as a feature: unique per row, it lets "
                     "the model memorise rows. Exclude it.",
+                    "drop_columns",
+                    [column],
                 )
             )
     for column in names:
@@ -79,6 +110,8 @@ def _leakage(
                     "leakage",
                     f"Column {column!r} looks derived from the target {target!r}: check that it is "
                     "known before the outcome, or exclude it.",
+                    "investigate_leakage",
+                    [column],
                 )
             )
     for column in human_drop:
@@ -88,6 +121,8 @@ def _leakage(
                     "error",
                     "feedback",
                     f"Column {column!r} is used although the reviewer asked to drop it.",
+                    "drop_columns",
+                    [column],
                 )
             )
     return findings
@@ -103,6 +138,7 @@ def _evaluation(facts: CodeFacts) -> list[Finding]:
                 "evaluation",
                 "No train/test split or cross-validation: the score is measured on the training "
                 "data. Hold out a test set with train_test_split.",
+                "fix_evaluation",
             )
         ]
     findings = []
@@ -113,6 +149,7 @@ def _evaluation(facts: CodeFacts) -> list[Finding]:
                 "evaluation",
                 "Cross-validation only, no held-out train/test split: add train_test_split so the "
                 "final score comes from rows the model selection never saw.",
+                "fix_evaluation",
             )
         )
     if facts.global_seed:  # the global RNG is seeded, so unseeded calls still repeat
@@ -124,6 +161,7 @@ def _evaluation(facts: CodeFacts) -> list[Finding]:
                 "reproducibility",
                 "train_test_split has no fixed random_state: the test set changes on every run, so "
                 "scores cannot be compared between revisions. Set random_state=42.",
+                "fix_evaluation",
             )
         )
     if unseeded := facts.unseeded():
@@ -132,6 +170,7 @@ def _evaluation(facts: CodeFacts) -> list[Finding]:
                 "warning",
                 "reproducibility",
                 f"No random_state on {', '.join(unseeded)}: results vary between runs.",
+                "fix_evaluation",
             )
         )
     return findings
@@ -150,6 +189,7 @@ def _imbalance(facts: CodeFacts, profile: DatasetProfile, cols: ColumnPlan) -> l
             f"The classes of {cols.target!r} are imbalanced (smallest/largest = {ratio:.2f}) but "
             "the code does nothing about it: use class_weight='balanced' (or sample weights) and "
             "a stratified split.",
+            "balance_classes",
         )
     ]
 
@@ -172,6 +212,8 @@ def _review_code(code: str, ctx: AgentContext, cols: ColumnPlan) -> list[Finding
                 "warning",
                 "goal",
                 f"The code predicts {facts.target!r}; the plan's target is {cols.target!r}.",
+                "change_target",
+                [cols.target],
             )
         )
         if facts.target in {c.name for c in profile.columns}:
@@ -192,13 +234,16 @@ def _review_result(result: ExecutionResult | None, target: str) -> tuple[list[Fi
                 "execution",
                 f"The training run failed with exit code {result.exit_code}{cause}. Fix the cause "
                 "before judging the model.",
+                "fix_run",
             )
         ], f"the run failed (exit code {result.exit_code})"
 
     metrics = result.metrics or {}
     findings = []
     if absent := [k for k in REQUIRED_METRICS if k not in metrics]:
-        findings.append(_finding("warning", "metrics", f"metrics.json lacks {', '.join(absent)}."))
+        findings.append(
+            _finding("warning", "metrics", f"metrics.json lacks {', '.join(absent)}.", "fix_run")
+        )
     score, baseline = metric_value(metrics, "score"), metric_value(metrics, "baseline_score")
     if score is None or baseline is None:
         findings.append(
@@ -207,6 +252,7 @@ def _review_result(result: ExecutionResult | None, target: str) -> tuple[list[Fi
                 "baseline",
                 "No score and baseline_score to compare: cannot tell whether the model beats a "
                 "trivial baseline.",
+                "fix_run",
             )
         )
         return findings, "no comparable score"
@@ -222,21 +268,16 @@ def _review_result(result: ExecutionResult | None, target: str) -> tuple[list[Fi
                 "baseline",
                 f"The model does not beat the trivial baseline ({account}). Try other features or "
                 "models; check the target and the preprocessing.",
+                "tune",
             )
         )
     elif gain < MIN_MARGIN:
         findings.append(
             _finding(
-                "warning", "baseline", f"The model barely beats the trivial baseline ({account})."
-            )
-        )
-    if not lower_better and metric in BOUNDED_METRICS and score >= SUSPICIOUS_SCORE:
-        findings.append(
-            _finding(
                 "warning",
-                "leakage",
-                f"A near-perfect {metric} of {score:.4f} is suspicious: look for features that "
-                "encode the target.",
+                "baseline",
+                f"The model barely beats the trivial baseline ({account}).",
+                "tune",
             )
         )
     cv_mean, cv_std = metric_value(metrics, "cv_mean"), metric_value(metrics, "cv_std")
@@ -247,12 +288,16 @@ def _review_result(result: ExecutionResult | None, target: str) -> tuple[list[Fi
                 "evaluation",
                 f"The test score ({score:.4f}) and the cross-validation mean ({cv_mean:.4f}) "
                 "disagree: the evaluation is unstable or the split unrepresentative.",
+                "regularise",
             )
         )
     if cv_std is not None and cv_std > MAX_CV_STD:
         findings.append(
             _finding(
-                "warning", "evaluation", f"Cross-validation scores vary widely (std {cv_std:.3f})."
+                "warning",
+                "evaluation",
+                f"Cross-validation scores vary widely (std {cv_std:.3f}).",
+                "fix_evaluation",
             )
         )
     reported = metrics.get("target")
@@ -262,9 +307,171 @@ def _review_result(result: ExecutionResult | None, target: str) -> tuple[list[Fi
                 "warning",
                 "goal",
                 f"The run predicts {reported!r}; the plan's target is {target!r}.",
+                "change_target",
+                [target],
             )
         )
     return findings, account
+
+
+# --- What the critic must never let through: each check reads metrics.json or the plan ----------
+
+
+def _leak_signals(metrics: dict[str, float | str]) -> list[Finding]:
+    """A near-perfect score on a test set big enough to mean it, or one feature that alone
+    predicts the target almost perfectly: both say some column encodes the answer."""
+    score = metric_value(metrics, "score")
+    metric = str(metrics.get("metric", ""))
+    if score is None or metric not in BOUNDED_METRICS or not higher_is_better(metrics):
+        return []
+    findings = []
+    single = metric_value(metrics, "single_feature_score")
+    column = str(metrics.get("single_feature_best") or "")
+    if single is not None and column and single >= SINGLE_FEATURE_LEAK:
+        findings.append(
+            _finding(
+                "error",
+                "leakage",
+                f"The feature {column!r} alone predicts the target with {metric} {single:.4f}: "
+                "a column that nearly is the answer is usually derived from it or recorded "
+                "after the outcome. Check how it is made, and leave it out unless it is known "
+                "before the prediction is needed.",
+                "investigate_leakage",
+                [column],
+            )
+        )
+    n_test = metric_value(metrics, "n_test")
+    if score >= SUSPICIOUS_SCORE and (n_test is None or n_test >= MIN_TEST_ROWS_FOR_SUSPICION):
+        # The feature the model leans on most is where a leak would show first.
+        suspect = str(metrics.get("top_feature") or "") or column
+        if not findings:
+            rows = f" on {n_test:,.0f} test rows" if n_test is not None else ""
+            findings.append(
+                _finding(
+                    "error",
+                    "leakage",
+                    f"A near-perfect {metric} of {score:.4f}{rows} is more likely a leak than a "
+                    "triumph: look for features that encode the target"
+                    + (f", starting with {suspect!r}" if suspect else "")
+                    + ".",
+                    "investigate_leakage",
+                    [suspect] if suspect else [],
+                )
+            )
+    elif score >= SUSPICIOUS_SCORE:
+        findings.append(
+            _finding(
+                "warning",
+                "leakage",
+                f"A near-perfect {metric} of {score:.4f} on {n_test:,.0f} test rows: too few rows "
+                "to call it a leak, but worth a look.",
+            )
+        )
+    return findings
+
+
+def _accuracy_vs_majority(metrics: dict[str, float | str]) -> list[Finding]:
+    """Decisions less accurate than always predicting the majority class."""
+    accuracy = metric_value(metrics, "accuracy")
+    majority = metric_value(metrics, "majority_baseline_accuracy")
+    if accuracy is None or majority is None or accuracy >= majority:
+        return []
+    n_test = metric_value(metrics, "n_test")
+    # Within half a standard error of the majority's accuracy, the gap may be the test rows'.
+    noise = 0.5 * math.sqrt(majority * (1 - majority) / n_test) if n_test else 0.0
+    severe = majority - accuracy > noise
+    return [
+        _finding(
+            "error" if severe else "warning",
+            "accuracy",
+            f"Accuracy {accuracy:.4f} is below always predicting the majority class "
+            f"({majority:.4f}): the decisions are worse than no model for anyone counting "
+            "errors. Tune the decision threshold for accuracy, or keep accuracy at the "
+            "majority's level while favouring the minority class.",
+            "use_metric",
+        )
+    ]
+
+
+def _metric_fit(
+    metrics: dict[str, float | str], profile: DatasetProfile, target: str
+) -> list[Finding]:
+    """A metric that rewards ignoring the minority class on a skewed target."""
+    if metrics.get("task_type") != "classification":
+        return []
+    metric = str(metrics.get("metric", ""))
+    ratio = imbalance_ratio(profile, target)
+    majority = metric_value(metrics, "majority_baseline_accuracy")
+    skewed = (ratio is not None and ratio < SEVERE_IMBALANCE_RATIO) or (
+        majority is not None and majority >= SKEWED_MAJORITY_SHARE
+    )
+    if not skewed or metric not in IMBALANCE_BLIND_METRICS:
+        return []
+    share = (
+        f"{majority:.0%} of the test rows are one class" if majority else "the classes are skewed"
+    )
+    return [
+        _finding(
+            "error",
+            "metric",
+            f"{metric} does not suit this target: {share}, so always predicting that class "
+            "scores well. Score with ROC AUC (two classes) or macro F1, which count the "
+            "minority class.",
+            "use_metric",
+        )
+    ]
+
+
+def _goal_target(ctx: AgentContext, cols: ColumnPlan) -> list[Finding]:
+    """The column the goal's words name, when the run predicts another one.
+
+    A target a person set explicitly stands: they know their data better than the words.
+    """
+    if cols.human.target is not None:
+        return []
+    profile = ctx.dataset.profile
+    named = goal_named_column(ctx.user_goal, profile)
+    result = ctx.training_result
+    reported = result.metrics.get("target") if result and result.metrics else None
+    predicted = reported if isinstance(reported, str) else cols.target
+    if named is None or named == predicted:
+        return []
+    return [
+        _finding(
+            "error",
+            "goal",
+            f"The goal ({ctx.user_goal.strip()[:120]!r}) asks about {named!r}, but the run "
+            f"predicts {predicted!r}. Predict {named!r}, or say why the goal means another column.",
+            "change_target",
+            [named],
+        )
+    ]
+
+
+def goal_named_column(goal: str, profile: DatasetProfile) -> str | None:
+    """The column the goal's wording points at, or None when its words name no column."""
+    # choose_target falls back to the last candidate when no column scores; a nameless
+    # sentinel placed last tells that fallback apart from a real match.
+    sentinel = ColumnProfile(name="", kind="text", dtype="object")
+    chosen = choose_target(goal, [*profile.columns, sentinel], profile.id_columns)
+    return chosen or None
+
+
+def _requests_not_done(ctx: AgentContext) -> list[Finding]:
+    """Requests the training code says it did not do: the run goes back until they are."""
+    code = ctx.training_code
+    if code is None:
+        return []
+    return [
+        _finding(
+            "error",
+            "feedback",
+            f"Not done: {outcome.request} (the code says: {outcome.reason or 'no reason given'}).",
+            "do_request",
+        )
+        for outcome in code.addressed
+        if not outcome.done
+    ]
 
 
 def review_training(ctx: AgentContext) -> Review:
@@ -277,6 +484,13 @@ def review_training(ctx: AgentContext) -> Review:
         findings = [_finding("error", "code", "There is no training code to review.")]
     result_findings, account = _review_result(ctx.training_result, cols.target)
     findings += result_findings
+    result = ctx.training_result
+    if result is not None and result.succeeded and result.metrics:
+        findings += _leak_signals(result.metrics)
+        findings += _accuracy_vs_majority(result.metrics)
+        findings += _metric_fit(result.metrics, ctx.dataset.profile, cols.target)
+    findings += _goal_target(ctx, cols)
+    findings += _requests_not_done(ctx)
 
     errors = [f for f in findings if f.severity == "error"]
     warnings = [f for f in findings if f.severity == "warning"]

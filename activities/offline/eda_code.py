@@ -1,258 +1,21 @@
-"""The Data Engineering agent: an EDA script for this dataset that honours reviewers' requests."""
+"""The Data Engineering agent: an EDA script for this dataset that honours reviewers' requests.
+
+The script is templates/eda.py (a real module) with this dataset's columns filled in.
+"""
 
 from __future__ import annotations
 
+from activities import script_rules
+from activities.offline.feedback import human_request_outcomes, latest, not_done_text
 from activities.offline.selection import (
     ColumnPlan,
     is_numeric_feature,
     plan_columns,
     stored_as_text,
 )
-from activities.offline.snippets import (
-    JSON_SAFE,
-    LOAD_DATASET,
-    check_size,
-    constants_block,
-    docstring,
-    literal,
-)
-from workflows.models import AgentContext, DatasetProfile, GeneratedCode
-
-_IMPORTS = """
-import csv
-import json
-import math
-import os
-from pathlib import Path
-
-import numpy as np
-import pandas as pd
-
-DATASET_PATH = os.environ.get("DATASET_PATH", "dataset.csv")
-OUTPUT_DIR = Path(os.environ.get("OUTPUT_DIR", "."))
-"""
-
-# The analysis itself; it reads only the constants above it, so it reads the same for every
-# dataset while the constants carry what the agent decided about this one.
-_BODY = '''
-# Feature-target relations at or above this strength are suspiciously strong (possible leakage).
-LEAKAGE_SUSPICION = 0.95
-MAX_PRINTED_ROWS = 60
-
-
-def section(title: str) -> None:
-    print(f"\\n=== {title} ===")
-
-
-def correlation_ratio(groups: pd.Series, values: pd.Series) -> float:
-    """Eta: the share of a numeric column's spread explained by groups, on a 0..1 scale."""
-    frame = pd.DataFrame({"group": groups, "value": values}).dropna()
-    if len(frame) < 3 or frame["value"].var() == 0:
-        return float("nan")
-    overall = frame["value"].mean()
-    stats = frame.groupby("group", observed=True)["value"].agg(["mean", "size"])
-    between = float((stats["size"] * (stats["mean"] - overall) ** 2).sum())
-    total = float(((frame["value"] - overall) ** 2).sum())
-    return math.sqrt(between / total) if total > 0 else float("nan")
-
-
-def cramers_v(a: pd.Series, b: pd.Series) -> float:
-    """Association between two categorical columns on a 0..1 scale (chi-squared based)."""
-    table = pd.crosstab(a, b)
-    if min(table.shape) < 2:
-        return float("nan")
-    observed = table.to_numpy(dtype=float)
-    n = observed.sum()
-    expected = observed.sum(axis=1, keepdims=True) @ observed.sum(axis=0, keepdims=True) / n
-    chi2 = float(((observed - expected) ** 2 / expected).sum())
-    return math.sqrt(chi2 / n / (min(observed.shape) - 1))
-
-
-def main() -> None:
-    df = load_dataset(DATASET_PATH)
-    dropped = [c for c in DROP_COLUMNS if c in df.columns]
-    df = df.drop(columns=dropped)
-    if TARGET not in df.columns:
-        raise SystemExit(f"target column {TARGET!r} is not in the dataset")
-    # Numbers stored as text (blanks for missing values, say) are parsed into numbers.
-    for col in TEXT_NUMERIC_COLUMNS + NUMERIC_COLUMNS:
-        if col in df.columns and not pd.api.types.is_numeric_dtype(df[col]):
-            df[col] = pd.to_numeric(df[col], errors="coerce")
-    numeric = [c for c in NUMERIC_COLUMNS if c in df.columns]
-    categorical = [c for c in CATEGORICAL_COLUMNS if c in df.columns]
-    issues: list[str] = []
-
-    section("Shape")
-    print(f"{len(df):,} rows x {df.shape[1]} columns")
-    if dropped:
-        print("Dropped at the reviewer's request:", ", ".join(dropped))
-    duplicates = int(df.duplicated().sum())
-    print(f"Duplicate rows: {duplicates:,}")
-    if duplicates:
-        issues.append(f"{duplicates} duplicate rows")
-
-    section("Column types")
-    print(df.dtypes.astype(str).to_string())
-
-    section("Missing values")
-    missing = df.isna().sum()
-    missing = missing[missing > 0].sort_values(ascending=False)
-    if missing.empty:
-        print("No missing values.")
-    else:
-        table = pd.DataFrame({"missing": missing, "share": (missing / len(df)).round(3)})
-        print(table.head(MAX_PRINTED_ROWS).to_string())
-        for col, share in (missing / len(df)).items():
-            if share > 0.3:
-                issues.append(f"{col!r} is {share:.0%} missing")
-
-    section(f"Target: {TARGET} ({TASK_TYPE})")
-    y = df[TARGET]
-    if y.isna().any():
-        issues.append(f"{int(y.isna().sum())} rows have no target value and cannot be used")
-    y_numeric = pd.to_numeric(y, errors="coerce")
-    if TASK_TYPE == "classification":
-        counts = y.value_counts()
-        print(pd.DataFrame({"rows": counts, "share": (counts / counts.sum()).round(3)}).to_string())
-        ratio = float(counts.min() / counts.max()) if len(counts) > 1 else 1.0
-        print(f"Smallest class / largest class: {ratio:.2f}")
-        if ratio < 0.5:
-            issues.append(f"imbalanced target (smallest/largest class = {ratio:.2f})")
-        target_summary = {
-            "classes": {str(k): int(v) for k, v in counts.items()},
-            "imbalance_ratio": ratio,
-        }
-    else:
-        description = y_numeric.describe()
-        skew = float(y_numeric.skew())
-        print(description.to_string())
-        print(f"skew: {skew:.2f}")
-        if abs(skew) > 1:
-            issues.append(f"target is skewed ({skew:.2f}); a log transform may help")
-        target_summary = {**description.to_dict(), "skew": skew}
-
-    section("Numeric features")
-    numeric_summary: dict[str, dict[str, object]] = {}
-    if numeric:
-        stats = df[numeric].describe().T
-        stats["skew"] = df[numeric].skew()
-        stats["missing"] = df[numeric].isna().sum()
-        print(stats.round(3).head(MAX_PRINTED_ROWS).to_string())
-        numeric_summary = stats.to_dict(orient="index")
-        for col in numeric:
-            if df[col].nunique() == 1:
-                issues.append(f"{col!r} is constant")
-            infinite = int(np.isinf(df[col]).sum())
-            if infinite:
-                issues.append(f"{col!r} has {infinite} infinite values (treated as missing)")
-    else:
-        print("No numeric features.")
-
-    section("Categorical features")
-    categorical_summary: dict[str, dict[str, object]] = {}
-    for col in categorical:
-        counts = df[col].value_counts(dropna=False)
-        top = {str(k): int(v) for k, v in counts.head(5).items()}
-        categorical_summary[col] = {"unique": int(df[col].nunique()), "top": top}
-        print(f"{col}: {df[col].nunique()} distinct; top: {top}")
-        if df[col].nunique() == 1:
-            issues.append(f"{col!r} is constant")
-        if df[col].nunique() > 50:
-            issues.append(f"{col!r} has {df[col].nunique()} categories (high cardinality)")
-    if not categorical:
-        print("No categorical features.")
-
-    for col in OTHER_COLUMNS:
-        if col in df.columns:
-            print(f"{col}: {df[col].nunique()} distinct values (text/date, described only)")
-
-    section("Association with the target")
-    associations: dict[str, float] = {}
-    if TASK_TYPE == "regression":
-        method = "Pearson correlation (numeric); correlation ratio eta (categorical)"
-        for col in numeric:
-            associations[col] = float(df[col].corr(y_numeric))
-        for col in categorical:
-            associations[col] = correlation_ratio(df[col], y_numeric)
-    else:
-        labels = sorted(y.dropna().unique(), key=str)
-        if len(labels) == 2:
-            # Point-biserial correlation: Pearson against the target coded 0/1.
-            method = (
-                f"correlation with {TARGET} == {labels[-1]!r} (numeric); "
-                "Cramer's V (categorical)"
-            )
-            positive = (y == labels[-1]).astype(float).where(y.notna())
-            for col in numeric:
-                associations[col] = float(df[col].corr(positive))
-        else:
-            method = "correlation ratio eta (numeric); Cramer's V (categorical)"
-            for col in numeric:
-                associations[col] = correlation_ratio(y, df[col])
-        for col in categorical:
-            associations[col] = cramers_v(df[col], y)
-    ranked = sorted(
-        ((c, v) for c, v in associations.items() if not math.isnan(v)),
-        key=lambda item: abs(item[1]),
-        reverse=True,
-    )
-    print(f"Method: {method}")
-    for col, value in ranked[:20]:
-        print(f"  {col:<40} {value:+.3f}")
-        if abs(value) >= LEAKAGE_SUSPICION:
-            issues.append(f"{col!r} is almost perfectly related to the target: possible leakage")
-
-    section("Strongly correlated feature pairs")
-    pairs: list[list[object]] = []
-    if 2 <= len(numeric) <= 200:
-        corr = df[numeric].corr().abs()
-        upper = corr.where(np.triu(np.ones(corr.shape, dtype=bool), k=1)).stack()
-        for (a, b), value in upper[upper > 0.95].sort_values(ascending=False).head(20).items():
-            pairs.append([a, b, float(value)])
-            print(f"  {a} ~ {b}: {value:.3f}")
-    if not pairs:
-        print("None above 0.95.")
-
-    section("Columns the model will not use")
-    present_ids = [c for c in ID_COLUMNS if c in df.columns]
-    for col, reason in NOT_FEATURES.items():
-        if col in df.columns:
-            print(f"  {col}: {reason}")
-    if not any(c in df.columns for c in NOT_FEATURES):
-        print("None.")
-
-    section("Issues")
-    print("\\n".join(f"- {issue}" for issue in issues) if issues else "None found.")
-
-    summary = {
-        "rows": len(df),
-        "n_columns": df.shape[1],
-        "columns": list(df.columns),
-        "dtypes": df.dtypes.astype(str).to_dict(),
-        "missing": {col: int(n) for col, n in df.isna().sum().items()},
-        "duplicate_rows": duplicates,
-        "target": TARGET,
-        "task_type": TASK_TYPE,
-        "target_summary": target_summary,
-        "numeric_summary": numeric_summary,
-        "categorical_summary": categorical_summary,
-        "target_associations": dict(ranked),
-        "association_method": method,
-        "correlated_pairs": pairs,
-        "id_columns": present_ids,
-        "dropped_columns": dropped,
-        "not_features": {c: r for c, r in NOT_FEATURES.items() if c in df.columns},
-        "issues": issues,
-    }
-    OUTPUT_DIR.mkdir(parents=True, exist_ok=True)
-    with open(OUTPUT_DIR / "eda_summary.json", "w", encoding="utf-8") as handle:
-        json.dump(json_safe(summary), handle, indent=2, allow_nan=False)
-    print(f"\\nWrote {OUTPUT_DIR / 'eda_summary.json'}")
-
-
-if __name__ == "__main__":
-    main()
-'''
+from activities.offline.snippets import check_size, constants_block, docstring, literal
+from activities.offline.templates import template_source
+from workflows.models import AgentContext, DatasetProfile, GeneratedCode, RequestOutcome
 
 
 def _eda_columns(
@@ -289,13 +52,19 @@ def write_eda_code(ctx: AgentContext) -> GeneratedCode:
             f"Exploratory data analysis for: {ctx.user_goal.strip() or 'the uploaded dataset'}",
             f"Written by the offline data-engineering agent (version {ctx.version}) from a "
             f"profile of {profile.rows:,} rows x {len(profile.columns)} columns. Reads "
-            "DATASET_PATH, prints a report and writes OUTPUT_DIR/eda_summary.json.",
+            "DATASET_PATH, prints a report and writes OUTPUT_DIR/eda_summary.json and PNG plots: "
+            "missing_values, target_balance, distributions and correlation_heatmap.",
         ]
     )
     constants = constants_block(
         [
             literal("TARGET", cols.target),
             literal("TASK_TYPE", cols.task_type),
+            literal(
+                "SAMPLE_ROWS",
+                profile.training_sample_rows,
+                "Rows read from a larger file (a random sample, stratified by class); None: all.",
+            ),
             literal("DROP_COLUMNS", cols.human.drop, "Columns removed at the reviewer's request."),
             literal(
                 "ID_COLUMNS",
@@ -313,7 +82,15 @@ def write_eda_code(ctx: AgentContext) -> GeneratedCode:
             literal("NOT_FEATURES", not_features, "Columns the model will leave out, and why."),
         ]
     )
-    code = "\n".join([header, _IMPORTS, constants, "\n" + LOAD_DATASET, JSON_SAFE, _BODY])
+    code = "\n".join(
+        [
+            header,
+            template_source("dataset_reader"),
+            template_source("json_values"),
+            template_source("plots"),
+            template_source("eda", plan=constants),
+        ]
+    )
 
     summary = (
         f"EDA of {profile.rows:,} rows for target {cols.target!r} ({cols.task_type}): shape, "
@@ -331,4 +108,28 @@ def write_eda_code(ctx: AgentContext) -> GeneratedCode:
             + "; ".join(repr(u) for u in cols.human.unmatched)
             + "."
         )
-    return GeneratedCode(code=check_size(code), summary=summary, version=ctx.version)
+    script_rules.enforce(code, "eda")
+    addressed = _addressed(ctx, cols, numeric, categorical)
+    summary += not_done_text(addressed)
+    return GeneratedCode(
+        code=check_size(code), summary=summary, version=ctx.version, addressed=addressed
+    )
+
+
+def _addressed(
+    ctx: AgentContext, cols: ColumnPlan, numeric: list[str], categorical: list[str]
+) -> list[RequestOutcome]:
+    """What became of each ask in the reviewer's latest message (none on the first version)."""
+    item = latest(ctx.feedback, "human")
+    if item is None:
+        return []
+    heatmap_columns = len(numeric) + (1 if cols.task_type == "regression" else 0)
+    drawable = {
+        "correlation heatmap": ""
+        if heatmap_columns >= 2
+        else "the data has fewer than two numeric columns to correlate",
+        "distributions": "" if numeric or categorical else "no feature columns remain",
+        "missing values": "",
+        "target balance": "",
+    }
+    return human_request_outcomes(item, ctx.dataset.profile, cols.human, drawable)

@@ -1,13 +1,17 @@
-"""Turning a reviewer's words and the critic's findings into concrete changes to the code."""
+"""Turning a reviewer's words into concrete changes to the code: the one place that reads prose.
+
+People write free text, so it is parsed here. The critic hands over structured findings, read
+by activities/offline/critic_requests.py.
+"""
 
 from __future__ import annotations
 
 import re
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
-from activities.offline.names import first_mention, mentions, quoted, strip_mentions
-from workflows.models import DatasetProfile, Feedback
+from activities.offline.names import first_mention, mentions, strip_mentions
+from workflows.models import DatasetProfile, Feedback, RequestOutcome
 
 # One alternation so that "don't drop" is read as a request to keep, not to drop.
 _VERBS = re.compile(
@@ -23,10 +27,6 @@ _SENTENCE_END = re.compile(r"[;!?\n]+|\.(?:\s+|$)")
 _SCOPE_END = re.compile(
     r"\b(?:but|then|also|show|plot|check|compute|print|add|look|instead|because|since|so|as"
     r"|and (?:please|show|plot|check|compute|print|add|look))\b"
-)
-# How a critic reports a run that broke, as opposed to a model that is merely weak.
-_RUN_FAILED = re.compile(
-    r"exit code|traceback|timed? ?out|memoryerror|out of memory|run failed|crash|did not run"
 )
 _ID_WORDS = re.compile(r"\b(?:ids?|identifiers?|id columns?|index column)\b")
 _TARGET_REQUEST = re.compile(
@@ -44,23 +44,6 @@ class HumanRequests:
     target: str | None = None
     unmatched: list[str] = field(default_factory=list)  # requests naming no known column
     refused: list[str] = field(default_factory=list)  # drops not done (the target itself)
-
-
-@dataclass
-class CriticRequests:
-    """What the critic's findings ask the next training code to change."""
-
-    handle_imbalance: bool = False
-    leakage_columns: list[str] = field(default_factory=list)
-    beat_baseline: bool = False
-    run_failed: bool = False
-    reproducibility: bool = False
-    overfitting: bool = False
-    addressed: list[str] = field(default_factory=list)  # a human-readable line per change
-
-    @property
-    def has_changes(self) -> bool:
-        return bool(self.addressed)
 
 
 def _columns_named(scope: str, columns: Sequence[str], id_columns: Sequence[str]) -> list[str]:
@@ -119,60 +102,119 @@ def parse_human_feedback(feedback: Iterable[Feedback], profile: DatasetProfile) 
     return requests
 
 
-def _finding_lines(text: str) -> list[str]:
-    """The findings of one review as the workflow records it ("[error] leakage: ...").
+# --- What became of each request ----------------------------------------------------------------
 
-    The first line is "<verdict>: <summary>"; a summary restates results ("vs the baseline")
-    rather than asking for changes, so only the findings are read when there are any.
+# Where one request ends and the next begins inside a message ("drop X; also show Y").
+_REQUEST_BREAK = re.compile(
+    r"[;!?\n]+|\.(?:\s+|$)|\b(?:and then|and also|also|but|then)\b"
+    r"|\band\b(?=\s+(?:please|show|plot|draw|add|compute|use)\b)",
+    re.IGNORECASE,
+)
+# Words that make a clause a request rather than a remark ("looks good").
+_ASKING = re.compile(
+    r"\b(?:add|show|plot|draw|chart|graph|use|try|make|compute|create|include|change|check"
+    r"|want|need|should|could|would|please|convert|encode|impute|scale|normali[sz]e|log"
+    r"|transform|split|tune|report|print|display|visuali[sz]e|give|explain|investigate)\b"
+)
+# The plots the offline EDA draws, by the words people use for them.
+EDA_PLOTS: dict[str, tuple[re.Pattern[str], str]] = {
+    "correlation heatmap": (re.compile(r"heat ?map|correlat"), "correlation_heatmap.png"),
+    "distributions": (re.compile(r"histogram|distribution|spread"), "distributions.png"),
+    "missing values": (re.compile(r"missing|null|\bnan\b|\bblank"), "missing_values.png"),
+    "target balance": (re.compile(r"balance|class counts|target"), "target_balance.png"),
+}
+_ANY_PLOT = re.compile(
+    r"\b(?:plot|chart|graph|heat ?map|correlat|histogram|scatter|box ?plot|pair ?plot|visuali[sz]"
+    r"|figure|diagram)"
+)
+
+
+def request_clauses(text: str) -> list[str]:
+    """A message cut into its separate asks, each as the person wrote it (trimmed)."""
+    parts = [p.strip(" ,.:-") for p in _REQUEST_BREAK.split(text)]
+    return [p for p in parts if p]
+
+
+def _plot_outcome(clause: str, drawable: dict[str, str]) -> RequestOutcome | None:
+    """The outcome of a request for a plot, or None when the clause asks for no plot."""
+    lowered = clause.lower()
+    if not _ANY_PLOT.search(lowered):
+        return None
+    for label, (pattern, file_name) in EDA_PLOTS.items():
+        if pattern.search(lowered):
+            why_not = drawable.get(label)
+            if why_not:
+                return RequestOutcome(request=clause, done=False, reason=why_not)
+            return RequestOutcome(request=clause, done=True, reason=f"drawn as {file_name}")
+    return RequestOutcome(
+        request=clause,
+        done=False,
+        reason="the offline agent draws only distributions, the target balance, a correlation "
+        "heatmap and missing values; an LLM-backed run can draw other plots",
+    )
+
+
+def human_request_outcomes(
+    item: Feedback,
+    profile: DatasetProfile,
+    requests: HumanRequests,
+    drawable: dict[str, str],
+) -> list[RequestOutcome]:
+    """What this version did with each ask of one reviewer message.
+
+    `drawable` maps a plot label to why it cannot be drawn for this data ("" when it can).
     """
-    lines = [line.strip() for line in text.splitlines() if line.strip()]
-    findings = [line for line in lines if re.match(r"\[(error|warning)\]", line, re.I)]
-    if findings:
-        return findings
-    if any(re.match(r"\[info\]", line, re.I) for line in lines):
-        return []
-    if lines and lines[0].lower().startswith("accept"):
-        return []
-    return lines
-
-
-def parse_critic_feedback(
-    feedback: Iterable[Feedback], columns: Collection[str], target: str
-) -> CriticRequests:
-    """Which known problems the critic raised, across all of its reviews so far."""
-    requests = CriticRequests()
-    for item in feedback:
-        if item.source != "critic":
+    columns = [c.name for c in profile.columns]
+    outcomes: list[RequestOutcome] = []
+    for clause in request_clauses(item.text):
+        lowered = clause.lower()
+        if _target_request(lowered, columns) is not None:
+            outcomes.append(
+                RequestOutcome(request=clause, done=True, reason=f"target is {requests.target!r}")
+            )
             continue
-        for line in _finding_lines(item.text):
-            lowered = line.lower()
-            if "imbalanc" in lowered or "class_weight" in lowered or "minority" in lowered:
-                requests.handle_imbalance = True
-            if "leak" in lowered:
-                for name in quoted(line):
-                    if name in columns and name != target:
-                        requests.leakage_columns.append(name)
-            if "baseline" in lowered:
-                requests.beat_baseline = True
-            if _RUN_FAILED.search(lowered):
-                requests.run_failed = True
-            if "random_state" in lowered or "seed" in lowered or "reproducib" in lowered:
-                requests.reproducibility = True
-            if "overfit" in lowered:
-                requests.overfitting = True
-    requests.leakage_columns = list(dict.fromkeys(requests.leakage_columns))
-    if requests.handle_imbalance:
-        requests.addressed.append("class imbalance: class_weight='balanced' on every model")
-    if requests.leakage_columns:
-        requests.addressed.append(
-            "possible leakage: removed " + ", ".join(repr(c) for c in requests.leakage_columns)
-        )
-    if requests.beat_baseline:
-        requests.addressed.append("weak model: more candidate models compared by CV")
-    if requests.run_failed:
-        requests.addressed.append("failed run: fewer rows and lighter models")
-    if requests.reproducibility:
-        requests.addressed.append("reproducibility: one fixed seed for the split, CV and models")
-    if requests.overfitting:
-        requests.addressed.append("overfitting: stronger regularisation of the tree models")
-    return requests
+        verb = _VERBS.search(lowered)
+        if verb is not None:
+            named = _columns_named(lowered[verb.end() :], columns, profile.id_columns)
+            refused = [n for n in named if n in requests.refused]
+            if refused:
+                reason = f"{refused[0]!r} is the target and cannot be dropped"
+                outcomes.append(RequestOutcome(request=clause, done=False, reason=reason))
+            elif named:
+                done = "kept" if verb.group("keep") else "dropped"
+                outcomes.append(
+                    RequestOutcome(request=clause, done=True, reason=f"{done} {', '.join(named)}")
+                )
+            else:
+                outcomes.append(
+                    RequestOutcome(
+                        request=clause,
+                        done=False,
+                        reason="no column of the dataset matches the words used",
+                    )
+                )
+            continue
+        plot = _plot_outcome(clause, drawable)
+        if plot is not None:
+            outcomes.append(plot)
+        elif _ASKING.search(lowered):
+            outcomes.append(
+                RequestOutcome(
+                    request=clause,
+                    done=False,
+                    reason="the offline data-engineering agent understands dropping or keeping "
+                    "columns, changing the target and its standard plots, not this request",
+                )
+            )
+    return outcomes
+
+
+def latest(feedback: Sequence[Feedback], source: str) -> Feedback | None:
+    """The newest feedback from one source: the ask this version answers."""
+    return next((f for f in reversed(feedback) if f.source == source), None)
+
+
+def not_done_text(outcomes: Iterable[RequestOutcome]) -> str:
+    """ " Not done: X, because Y." for the summary, or nothing."""
+    missed = [f"{o.request} (because {o.reason})" for o in outcomes if not o.done]
+    return (" Not done: " + "; ".join(missed) + ".") if missed else ""

@@ -5,12 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from activities.offline.feedback import (
-    CriticRequests,
-    HumanRequests,
-    parse_critic_feedback,
-    parse_human_feedback,
-)
+from activities.offline.critic_requests import CriticRequests, parse_critic_findings
+from activities.offline.feedback import HumanRequests, parse_human_feedback
 from activities.offline.names import name_words
 from activities.offline.target import infer_target, infer_task_type
 from workflows.models import ColumnProfile, DatasetProfile, Feedback, ResearchPlan, TaskType
@@ -92,6 +88,18 @@ def choose_metric(task_type: TaskType, n_classes: int) -> Metric:
     )
 
 
+def decision_metric(profile: DatasetProfile, target: str) -> Metric:
+    """What a binary classifier's decision threshold is tuned for on validation data.
+
+    The plan's metric (ROC AUC) ranks and has no threshold; decisions need one. Balanced
+    classes: accuracy. Imbalanced ones: F1 of the minority class, since accuracy there rewards
+    never predicting it (the run then says when accuracy falls below the majority baseline).
+    """
+    if is_imbalanced(profile, target):
+        return Metric("f1", "F1 of the minority class", "accuracy would reward never predicting it")
+    return Metric("accuracy", "accuracy", "the classes are balanced enough")
+
+
 def leaky_by_name(column: str, target: str) -> bool:
     """Whether a column's name contains the target's ("Churn Reason" for "Churn")."""
     target_words = set(name_words(target))
@@ -140,10 +148,15 @@ def plan_columns(
     names = [c.name for c in profile.columns]
     human = parse_human_feedback(feedback, profile)
 
+    # The critic's target check compares with the goal; the plan's own target is the default.
+    planned_target = plan.target if plan is not None and plan.target in names else None
+    critic = parse_critic_findings(feedback, names, planned_target or profile.target or "")
     if human.target is not None:
         target = human.target
-    elif plan is not None and plan.target in names:
-        target = plan.target
+    elif critic.target is not None:
+        target = critic.target
+    elif planned_target is not None:
+        target = planned_target
     else:
         target = profile.target or infer_target(goal, profile.columns, profile.id_columns)
     target_profile = profile.column(target)
@@ -155,7 +168,7 @@ def plan_columns(
     else:
         task_type = infer_task_type(target_profile, goal)
 
-    critic = parse_critic_feedback(feedback, names, target)
+    critic.leakage_columns = [c for c in critic.leakage_columns if c != target]
 
     excluded: dict[str, str] = {}
     for column in profile.columns:

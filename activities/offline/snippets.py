@@ -6,42 +6,13 @@ import pprint
 import textwrap
 from collections.abc import Iterable
 
+from activities.offline.templates import template_source
 from workflows.models import MAX_CODE_CHARS
 
-# Read the CSV the way the profiler did, so the script sees the same columns.
-LOAD_DATASET = '''
-def load_dataset(path: str) -> pd.DataFrame:
-    """Read the CSV, tolerating a UTF-8 BOM, Latin-1 bytes and ; tab or | separators."""
-    for encoding in ("utf-8-sig", "latin-1"):
-        try:
-            with open(path, encoding=encoding, newline="") as handle:
-                header = handle.readline()
-            # The separator that splits the header into the most fields; a comma on ties.
-            counts = {sep: len(next(csv.reader([header], delimiter=sep), [])) for sep in ",;\\t|"}
-            sep = max(counts, key=lambda s: counts[s]) if max(counts.values()) > 1 else ","
-            return pd.read_csv(path, sep=sep, encoding=encoding, low_memory=False)
-        except UnicodeDecodeError:
-            continue  # latin-1 decodes any byte, so the loop always returns
-    raise SystemExit(f"could not decode {path}")
-'''
-
-JSON_SAFE = '''
-def json_safe(value: object) -> object:
-    """Plain JSON values: numpy numbers become Python ones, NaN and infinities become null."""
-    if isinstance(value, dict):
-        return {str(k): json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [json_safe(v) for v in value]
-    if isinstance(value, (bool, np.bool_)):
-        return bool(value)
-    if isinstance(value, (int, np.integer)):
-        return int(value)
-    if isinstance(value, (float, np.floating)):
-        return float(value) if math.isfinite(float(value)) else None
-    if value is None or isinstance(value, str):
-        return value
-    return str(value)
-'''
+# Read the dataset whatever its format (CSV, gzip or zip CSV, Parquet), optionally sampled:
+# a real module in templates/, included in every script (activities/profiling.py reads the
+# same columns).
+LOAD_DATASET = template_source("dataset_reader")
 
 
 def literal(name: str, value: object, comment: str = "") -> str:
