@@ -41,6 +41,7 @@ class FakeTeam:
     verdicts: list[str] = field(default_factory=lambda: ["accept"])
     scores: list[float] = field(default_factory=lambda: [0.9])
     training_fails_from: int | None = None  # the training call from which a limit is exceeded
+    unsure_target: bool = False  # research says it cannot tell which column to predict
     eda_exit_code: int = 0
     training_exit_code: int = 0  # the generated training script's exit code, every round
     calls: dict[str, int] = field(default_factory=dict)
@@ -57,7 +58,10 @@ class FakeTeam:
         self._count("fetch_dataset")
         profile = DatasetProfile(
             rows=3,
-            columns=[ColumnProfile(name="Churn", kind="categorical", dtype="object", unique=2)],
+            columns=[
+                ColumnProfile(name="Churn", kind="categorical", dtype="object", unique=2),
+                ColumnProfile(name="Contract", kind="categorical", dtype="object", unique=3),
+            ],
             target="Churn",
             task_type="classification",
         )
@@ -86,8 +90,11 @@ class FakeTeam:
             )
         plan = ResearchPlan(
             steps=["profile", "clean", "model", "evaluate", "report"],
-            target="Churn",
+            target=ctx.target_choice or "Churn",
             task_type="classification",
+            target_candidates=["Contract"] if self.unsure_target else [],
+            needs_target_choice=self.unsure_target and ctx.target_choice is None,
+            chosen_by_reviewer=ctx.target_choice is not None,
         )
         return ResearchOutcome(plan=plan, usage=USAGE)
 

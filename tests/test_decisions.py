@@ -174,3 +174,35 @@ async def test_a_run_whose_eda_failed_fails_with_the_reason(time_skipping_env):
     assert state.status == RunStatus.FAILED
     assert state.last_error == ("The approved EDA code v1 failed: exit code 1, KeyError: 'gender'")
     assert team.calls.get("ml") is None
+
+
+async def test_an_unsure_plan_cannot_be_approved_until_the_reviewer_names_the_target(
+    time_skipping_env,
+):
+    team = FakeTeam(unsure_target=True)
+    async with running(time_skipping_env, team) as handle:
+        waiting = await wait_for(handle, awaiting(1))
+        assert waiting.plan is not None and waiting.plan.needs_target_choice
+        refused = await _update(handle, UPDATE_APPROVE, Decision(by="alice"))
+        assert isinstance(refused, str) and "candidates: Churn, Contract" in refused
+
+        unknown = await _update(handle, UPDATE_APPROVE, Decision(target="Nope"))
+        assert isinstance(unknown, str) and "no column named 'Nope'" in unknown
+
+        chosen = await _update(handle, UPDATE_APPROVE, Decision(by="alice", target="Contract"))
+        assert isinstance(chosen, RunStatusView)
+        replanned = await wait_for(handle, awaiting(2))
+        assert replanned.plan is not None
+        assert (replanned.plan.target, replanned.plan.chosen_by_reviewer) == ("Contract", True)
+        assert not replanned.plan.needs_target_choice
+        assert team.calls["research"] == 2
+        assert team.contexts["research"][-1].target_choice == "Contract"
+        assert team.calls.get("execute_eda") is None, "code for the old target never ran"
+        assert replanned.audit[-1].action == "retargeted"
+
+        await handle.signal(SIGNAL_APPROVE)
+        result = await handle.result()
+
+    assert result.status == RunStatus.COMPLETED
+    assert result.rejection_count == 0
+    assert team.contexts["ml"][-1].target_choice == "Contract"

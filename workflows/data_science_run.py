@@ -67,6 +67,7 @@ PATCH_INTAKE_STEP = "dataset-intake-step"  # intake is its own step, entered bef
 PATCH_HONEST_OUTCOMES = "honest-outcomes"  # EDA or training that never succeeded fails the run
 PATCH_STATUS_IN_MEMO = "status-in-memo"  # the status document rides in the memo at every step
 PATCH_WEBHOOKS = "webhooks"  # runs started with notify tell WEBHOOK_URLS through a child run
+PATCH_REVIEWER_TARGET = "reviewer-target"  # a decision naming a target re-plans the run
 
 # The memo key holding the run's status document: Temporal serves it with describe and list,
 # so status reads need no worker.
@@ -143,6 +144,7 @@ class DataScienceRun:
         self._decision: tuple[HumanApproval, Decision] | None = None
         self._cancelled_by: Decision | None = None
         self._notify = run_input.options.notify
+        self._target_choice: str | None = None
         self._events_sent = 0
 
     # --- Handlers -----------------------------------------------------------------------------
@@ -204,6 +206,21 @@ class DataScienceRun:
             return f"EDA code v{current} is waiting, not v{request.version}; review v{current}"
         if request.expires_at is not None and workflow.now() > request.expires_at:
             return "the decision arrived after its sender stopped waiting for it"
+        if request.target is not None and state.dataset_info is not None:
+            if state.dataset_info.profile.column(request.target) is None:
+                return f"the dataset has no column named {request.target!r}"
+        plan = state.plan
+        if (
+            decision == HumanApproval.APPROVED
+            and plan is not None
+            and plan.needs_target_choice
+            and request.target is None
+        ):
+            candidates = ", ".join([plan.target, *plan.target_candidates])
+            return (
+                "the plan is unsure which column to predict; approve with a `target` "
+                f"(candidates: {candidates})"
+            )
         return None
 
     def _raise_if_refused(self, decision: HumanApproval, request: Decision) -> None:
@@ -230,9 +247,16 @@ class DataScienceRun:
         state = self._state
         self._decision = (decision, request)
         state.human_approval = decision
+        retarget = request.target is not None and (
+            state.plan is None or request.target != state.plan.target
+        )
         state.audit.append(
             AuditEntry(
-                action="approved" if decision == HumanApproval.APPROVED else "rejected",
+                action="retargeted"
+                if retarget
+                else "approved"
+                if decision == HumanApproval.APPROVED
+                else "rejected",
                 by=request.by,
                 authenticated=request.authenticated,
                 via=via,  # type: ignore[arg-type]
@@ -342,6 +366,10 @@ class DataScienceRun:
 
             decision, request = await self._await_decision(timeout_seconds)
             text, who = request.feedback, f" by {request.by}" if request.by else ""
+            if self._retargets(request) and workflow.patched(PATCH_REVIEWER_TARGET):
+                # Code written for another column is never run: re-plan, then review again.
+                await self._replan_for(request, who)
+                continue
             if decision == HumanApproval.APPROVED:
                 self._say(
                     "human", f"Approved EDA code v{version}{who}." + (f" {text}" if text else "")
@@ -362,6 +390,36 @@ class DataScienceRun:
                     f"{max_rejections} (MAX_REJECTIONS). Start a new run with a refined goal.",
                     ErrorType.REJECTION_LIMIT_REACHED,
                 )
+
+    def _retargets(self, request: Decision) -> bool:
+        plan = self._state.plan
+        return request.target is not None and (plan is None or request.target != plan.target)
+
+    async def _replan_for(self, request: Decision, who: str) -> None:
+        state = self._state
+        assert request.target is not None
+        self._target_choice = request.target
+        previous = state.plan.target if state.plan else None
+        state.review_feedback.append(
+            Feedback(
+                source="human",
+                text=f"Predict {request.target!r} instead of {previous!r}."
+                + (f" {request.feedback}" if request.feedback else ""),
+                step=Step.RESEARCH,
+                at=workflow.now(),
+            )
+        )
+        self._say("human", f"Chose target {request.target!r}{who}; re-planning.")
+        self._enter(Step.RESEARCH, RunStatus.RUNNING)
+        research = await self._call(ActivityName.RESEARCH, self._context(), ResearchOutcome)
+        self._record_usage(research.usage)
+        state.plan = research.plan
+        state.research_plan = list(research.plan.steps)
+        self._say(
+            "agent",
+            f"Re-planned: predict {research.plan.target} ({research.plan.task_type}), "
+            f"{len(research.plan.features)} features.",
+        )
 
     async def _await_decision(self, timeout_seconds: float) -> tuple[HumanApproval, Decision]:
         state = self._state
@@ -474,6 +532,7 @@ class DataScienceRun:
             training_code=state.code_context.training_code,
             training_result=state.code_context.training_result,
             version=version,
+            target_choice=self._target_choice,
         )
 
     async def _call(

@@ -91,13 +91,15 @@ class Decision(BaseModel):
     authenticated: bool = False
     version: int | None = Field(default=None, ge=1)  # the EDA version reviewed
     feedback: str | None = Field(default=None, max_length=4000)
+    # The column the reviewer wants predicted; a new target re-plans the run before any code runs.
+    target: str | None = Field(default=None, min_length=1, max_length=500)
     # Past this instant (the API's clock) the decision no longer counts: an API that gave up
     # waiting for a worker told its caller so, and a late delivery must not take effect.
     expires_at: datetime | None = None
 
 
 class AuditEntry(BaseModel):
-    action: Literal["started", "approved", "rejected", "cancelled"]
+    action: Literal["started", "approved", "rejected", "retargeted", "cancelled"]
     by: str | None = None
     authenticated: bool = False
     via: Literal["api", "update", "signal", "temporal"]
@@ -194,6 +196,12 @@ class ResearchPlan(BaseModel):
     features: list[str] = Field(default_factory=list)
     excluded_columns: list[str] = Field(default_factory=list)
     rationale: str = ""
+    # How sure the research agent is that `target` is what the goal asks for (0..1), and the
+    # columns that came close. When unsure, the reviewer must choose the target at approval.
+    target_confidence: float = Field(default=1.0, ge=0.0, le=1.0)
+    target_candidates: list[str] = Field(default_factory=list)
+    needs_target_choice: bool = False
+    chosen_by_reviewer: bool = False
 
 
 class RequestOutcome(BaseModel):
@@ -279,6 +287,8 @@ class AgentContext(BaseModel):
     training_code: GeneratedCode | None = None
     training_result: ExecutionResult | None = None
     version: int = 1
+    # The target a reviewer chose; research must plan for exactly this column.
+    target_choice: str | None = None
 
 
 # --- Execution --------------------------------------------------------------------------------
