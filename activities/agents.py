@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from typing import Protocol
 
 from temporalio import activity
@@ -18,6 +19,9 @@ from workflows.models import (
     ReviewOutcome,
     Step,
 )
+
+CODE_FILE = "code.py"
+ADDRESSED_FILE = "addressed.json"  # beside code.py: the RequestOutcome list of that version
 
 
 class Agents(Protocol):
@@ -59,9 +63,15 @@ class AgentActivities:
         return outcome
 
     async def _keep_code(self, ctx: AgentContext, step: Step, outcome: CodeOutcome) -> None:
-        """Every generated version stays downloadable, including ones a human rejected."""
+        """Every generated version stays downloadable, including ones a human rejected, with
+        what it did about each request (the state keeps only the latest version's)."""
         if self.store is not None:
             await asyncio.to_thread(
-                self.store.write_text, ctx.workflow_id, step.value, ctx.version, "code.py",
+                self.store.write_text, ctx.workflow_id, step.value, ctx.version, CODE_FILE,
                 outcome.code.code,
+            )  # fmt: skip
+            addressed = json.dumps([item.model_dump() for item in outcome.code.addressed])
+            await asyncio.to_thread(
+                self.store.write_text, ctx.workflow_id, step.value, ctx.version, ADDRESSED_FILE,
+                addressed,
             )  # fmt: skip

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import json
 import re
 from collections.abc import AsyncIterator
@@ -410,3 +411,41 @@ async def test_someone_who_reads_only_their_own_runs_cannot_open_or_follow_anoth
     assert "Predict churn" not in page.text  # nothing of the run shows, not even that it exists
     runs.add(completed_run("wf-mine"), owner="otto")
     assert (await client.get("/ui/runs/wf-mine")).status_code == 200
+
+
+async def test_each_version_shows_the_feedback_it_answered_and_its_own_request_outcomes(
+    desk, store
+):
+    from workflows.models import Feedback, RequestOutcome, Step
+
+    client, runs = desk
+    state = waiting_run("wf-desk-versions")
+    eda = state.code_context.eda_code
+    assert eda is not None
+    eda.version = 3
+    at = state.created_at
+    state.review_feedback = [
+        Feedback(
+            source="human", text="drop the id", step=Step.DATA_ENGINEERING, at=at, on_version=1
+        ),
+        # A target chosen by the reviewer answers v2 with a new plan, not a Data Engineering note.
+        Feedback(
+            source="human", text="Predict 'Contract'", step=Step.RESEARCH, at=at, on_version=2
+        ),
+    ]
+    runs.add(state)
+    for version in (1, 2):
+        store.write_text("wf-desk-versions", "data_engineering_agent", version, "code.py", EDA_V1)
+    outcome = [RequestOutcome(request="drop the id", done=True).model_dump()]
+    store.write_text(
+        "wf-desk-versions", "data_engineering_agent", 2, "addressed.json", json.dumps(outcome)
+    )
+    page = (await client.get("/ui/runs/wf-desk-versions")).text
+    rows = re.findall(
+        r"<tr.*?</tr>", page.split('data-testid="versions"')[1].split("</table>")[0], re.S
+    )
+    by_version = {row: html.unescape(text_of(row)) for row in rows}
+    v2 = next(text for text in by_version.values() if "v2" in text)
+    v3 = next(text for text in by_version.values() if "v3" in text)
+    assert "drop the id" in v2 and "✓ drop the id" in v2
+    assert "Predict 'Contract'" in v3

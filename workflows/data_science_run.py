@@ -379,7 +379,11 @@ class DataScienceRun:
             feedback = text or "Rejected without comment; revise the EDA code."
             state.review_feedback.append(
                 Feedback(
-                    source="human", text=feedback, step=Step.DATA_ENGINEERING, at=workflow.now()
+                    source="human",
+                    text=feedback,
+                    step=Step.DATA_ENGINEERING,
+                    at=workflow.now(),
+                    on_version=version,
                 )
             )
             self._say("human", f"Rejected EDA code v{version}{who}: {feedback}")
@@ -407,6 +411,9 @@ class DataScienceRun:
                 + (f" {request.feedback}" if request.feedback else ""),
                 step=Step.RESEARCH,
                 at=workflow.now(),
+                on_version=state.code_context.eda_code.version
+                if state.code_context.eda_code
+                else None,
             )
         )
         self._say("human", f"Chose target {request.target!r}{who}; re-planning.")

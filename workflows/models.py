@@ -158,6 +158,9 @@ class DatasetInfo(BaseModel):
     size_bytes: int
     sha256: str
     profile: DatasetProfile
+    # The file's key in storage (activities/storage.py), which every worker can read; None in
+    # results recorded before object storage.
+    storage_key: str | None = None
 
 
 # --- Agent results ----------------------------------------------------------------------------
@@ -272,6 +275,8 @@ class Feedback(BaseModel):
     at: datetime
     # The critic's findings as data; empty for people and in histories from before the field.
     findings: list[Finding] = Field(default_factory=list)
+    # The code version this feedback was given on; the next version is the one that answers it.
+    on_version: int | None = None
 
 
 class AgentContext(BaseModel):
@@ -307,7 +312,12 @@ class ExecutionRequest(BaseModel):
     step: Step
     version: int
     code: str = Field(max_length=MAX_CODE_CHARS)
+    # The fetching worker's path. Another worker finds the file in storage by dataset_key (or,
+    # when unset, by the run and this path's file name) and checks it against dataset_sha256
+    # (or the checksum stored beside it).
     dataset_path: str
+    dataset_key: str | None = None
+    dataset_sha256: str | None = None
 
 
 class ExecutionResult(BaseModel):

@@ -1,15 +1,18 @@
 """What the run page shows, gathered from the run's state and its artifact store.
 
 Versions of the EDA code other than the waiting one are read from the artifact store
-(`data_engineering_agent/v<n>/code.py`); the feedback each version answered comes from the
-run's human feedback, in order: the k-th rejection's feedback produced version k + 1.
+(`data_engineering_agent/v<n>/code.py`, with `addressed.json` beside it); the feedback each
+version answered is the human feedback given on the version before it (`Feedback.on_version`;
+runs from before that field fall back to order: the k-th rejection produced version k + 1).
 """
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass, field
 
+from activities.agents import ADDRESSED_FILE
 from activities.artifacts import ArtifactNotFound, ArtifactStore
 from api.ui.code_views import CodeDiff, Line, diff_code, highlight_lines
 from workflows.models import ArtifactRef, Feedback, RequestOutcome, RunState, Step
@@ -67,7 +70,7 @@ def build_run_page(
     eda = state.code_context.eda_code
     if eda is not None:
         page.code_lines = highlight_lines(eda.code)
-        page.versions = _versions(state, artifacts)
+        page.versions = _versions(state, artifacts, store)
         base = against if against is not None else eda.version - 1
         if base >= 1 and base != eda.version:
             old = _read_code(store, state.workflow_id, base)
@@ -83,7 +86,9 @@ def build_run_page(
     return page
 
 
-def _versions(state: RunState, artifacts: list[ArtifactRef]) -> list[CodeVersion]:
+def _versions(
+    state: RunState, artifacts: list[ArtifactRef], store: ArtifactStore
+) -> list[CodeVersion]:
     eda = state.code_context.eda_code
     assert eda is not None
     stored = {
@@ -96,20 +101,40 @@ def _versions(state: RunState, artifacts: list[ArtifactRef]) -> list[CodeVersion
         for item in state.review_feedback
         if item.source == "human" and item.step == Step.DATA_ENGINEERING
     ]
+    by_version = {
+        item.on_version: item
+        for item in state.review_feedback
+        if item.source == "human" and item.on_version is not None
+    }
     versions = []
     for version in range(1, eda.version + 1):
-        answered = rejections[version - 2] if 2 <= version <= len(rejections) + 1 else None
+        if by_version:
+            answered = by_version.get(version - 1)
+        else:
+            answered = rejections[version - 2] if 2 <= version <= len(rejections) + 1 else None
         current = version == eda.version
         versions.append(
             CodeVersion(
                 version=version,
                 artifact=stored.get(version),
                 feedback=answered,
-                addressed=list(eda.addressed) if current else [],
+                addressed=list(eda.addressed)
+                if current
+                else _read_addressed(store, state.workflow_id, version),
                 current=current,
             )
         )
     return versions
+
+
+def _read_addressed(store: ArtifactStore, workflow_id: str, version: int) -> list[RequestOutcome]:
+    """What an earlier version did about each request, as its Data Engineering step kept it."""
+    name = f"{Step.DATA_ENGINEERING.value}/v{version}/{ADDRESSED_FILE}"
+    try:
+        raw = store.resolve(workflow_id, name).read_text(encoding="utf-8")
+        return [RequestOutcome.model_validate(item) for item in json.loads(raw)]
+    except (ArtifactNotFound, OSError, ValueError):
+        return []  # versions written before the file existed
 
 
 def _read_code(store: ArtifactStore, workflow_id: str, version: int) -> str | None:
