@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: dev test lint bench clean system-dev system-test
+.PHONY: dev test lint bench bench-quality clean system-dev system-test
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -39,6 +39,13 @@ lint: $(VENV)/.installed-test
 
 bench: $(VENV)/.installed-test
 	$(BIN)/python -m bench.run
+
+## Model quality vs. default HistGradientBoosting and FLAML AutoML (FLAML_SECONDS=10 for a quick look).
+FLAML_SECONDS ?= 60
+TUNING_SECONDS ?= 60
+bench-quality: $(VENV)/.installed-test
+	$(BIN)/python -m pip install --quiet -e '.[bench]'
+	$(BIN)/python -m bench.quality --flaml-seconds $(FLAML_SECONDS) --tuning-seconds $(TUNING_SECONDS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache

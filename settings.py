@@ -49,6 +49,20 @@ class Settings(BaseSettings):
 
     # Where datasets, artifacts and the dev server's database live.
     data_dir: Path = Path("data")
+    # Where datasets, uploads and artifacts are kept (activities/storage.py): empty for DATA_DIR
+    # itself (one disk shared by the API and every worker), or `s3://bucket/prefix` for any
+    # S3-compatible store, so that no two processes need a shared disk; DATA_DIR then holds
+    # only each process's own cache and scratch.
+    storage_url: str = ""
+    storage_endpoint_url: str | None = None  # MinIO, Ceph, R2...; unset: AWS's own endpoint
+    storage_region: str | None = None
+    # Unset: the standard AWS chain (AWS_ACCESS_KEY_ID..., profiles, the pod's role).
+    storage_access_key_id: SecretStr | None = None
+    storage_secret_access_key: SecretStr | None = None
+    # Artifact downloads redirect to a short-lived presigned URL instead of passing through the
+    # API. Off by default: the redirect target sends the bytes without the API's security
+    # headers (CSP sandbox, nosniff), so a generated HTML report would run in the store's origin.
+    storage_presign_downloads: bool = False
 
     # Per-run defaults (a run may not override them through the API).
     approval_timeout_seconds: float = Field(default=7 * 24 * 3600, gt=0)
@@ -144,6 +158,17 @@ class Settings(BaseSettings):
     @property
     def webhook_targets(self) -> list[str]:
         return _split_urls(self.webhook_urls)
+
+    @field_validator("storage_url")
+    @classmethod
+    def _s3_storage_url(cls, value: str) -> str:
+        value = value.strip()
+        if value and not (value.lower().startswith("s3://") and value[5:].strip("/")):
+            raise ValueError(
+                f"STORAGE_URL {value!r} must be empty (files under DATA_DIR) or "
+                "s3://bucket[/prefix]"
+            )
+        return value
 
     @field_validator("data_dir")
     @classmethod

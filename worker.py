@@ -22,6 +22,7 @@ from activities.datasets import DatasetActivities
 from activities.executors import ExecutionActivities
 from activities.notifications import NotificationActivities
 from activities.prediction import PredictionActivities
+from activities.storage import ARTIFACTS_PREFIX, storage_from_settings
 from activities.team import build_agents
 from activities.telemetry import ActivityTelemetryInterceptor
 from json_logging import configure_logging
@@ -37,9 +38,11 @@ logger = logging.getLogger("orchestrator.worker")
 
 
 def build_worker(client: Client, settings: Settings) -> Worker:
-    store = ArtifactStore(settings.artifacts_dir)
+    # DATA_DIR, or object storage shared with the API and the other workers (STORAGE_URL).
+    storage = storage_from_settings(settings)
+    store = ArtifactStore(storage, ARTIFACTS_PREFIX)
     agents = AgentActivities(build_agents(settings), store)
-    datasets = DatasetActivities(settings, store)
+    datasets = DatasetActivities(settings, store, storage=storage)
     executions = ExecutionActivities(settings, store)
     predictions = PredictionActivities(settings, store, scratch_dir=executions.scratch_dir)
     notifications = NotificationActivities(settings)

@@ -1,18 +1,35 @@
-"""The artifact store: a run's files, at root/<workflow_id>/<step>/v<version>/<name>."""
+"""The artifact store: a run's files, at <workflow_id>/<step>/v<version>/<name> in storage.
+
+The storage is a folder (the default, DATA_DIR/artifacts) or S3-compatible object storage
+(activities/storage.py); names are checked the same way for both, before any backend sees them.
+"""
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
-import tempfile
-import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path, PurePosixPath
+from typing import BinaryIO
 from urllib.parse import unquote
 
+from activities.storage import (
+    TEMP_PREFIX,
+    LocalStorage,
+    Storage,
+    StorageKeyMissing,
+    iter_regular_files,
+    join_key,
+)
 from workflows.models import ArtifactRef
+
+__all__ = [
+    "ArtifactNotFound",
+    "ArtifactStore",
+    "content_type_for",
+    "is_valid_workflow_id",
+    "iter_regular_files",
+]
 
 CONTENT_TYPES: dict[str, str] = {
     ".py": "text/x-python",
@@ -35,7 +52,7 @@ DEFAULT_CONTENT_TYPE = "application/octet-stream"
 # else (slashes, dots-only names, control characters) can never name a run folder.
 _WORKFLOW_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@=+-]{0,199}")
 # Files being written or staged start with this prefix; listings skip them.
-_TEMP_PREFIX = ".tmp-"
+_TEMP_PREFIX = TEMP_PREFIX
 
 _ArtifactRefs = list[ArtifactRef]  # `list` is also a method name on the store
 
@@ -79,32 +96,34 @@ def _visible_parts(name: str) -> tuple[str, ...] | None:
     return parts
 
 
-def _fsync_write(path: Path, data: bytes) -> None:
-    with open(path, "wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
-
-
 class ArtifactStore:
-    """Files of each run, grouped by step and version; writes are atomic, reads are confined."""
+    """Files of each run, grouped by step and version; writes are atomic, reads are confined.
 
-    def __init__(self, root: Path) -> None:
-        self.root = Path(root)
+    `ArtifactStore(folder)` keeps them in a folder; `ArtifactStore(storage, "artifacts")` under
+    that prefix of any Storage (the worker and the API build it from the settings).
+    """
+
+    def __init__(self, root: Path | Storage, prefix: str = "") -> None:
+        self.storage: Storage = LocalStorage(root) if isinstance(root, Path) else root
+        self.prefix = prefix
+        # The folder of the runs when the storage is one (tests and the local tools look there).
+        self.root: Path | None = (
+            self.storage.path_of(prefix) if prefix else self.storage.root
+        ) if isinstance(self.storage, LocalStorage) else None  # fmt: skip
 
     # --- Addressing -------------------------------------------------------------------------
 
-    def run_dir(self, workflow_id: str) -> Path:
+    def run_key(self, workflow_id: str) -> str:
         if not is_valid_workflow_id(workflow_id):
             raise ValueError(f"invalid workflow id {workflow_id!r}")
-        return self.root / workflow_id
+        return join_key(self.prefix, workflow_id)
 
-    def version_dir(self, workflow_id: str, step: str, version: int) -> Path:
+    def version_key(self, workflow_id: str, step: str, version: int) -> str:
         if _visible_parts(str(step)) is None or "/" in str(step):
             raise ValueError(f"invalid step name {step!r}")
         if version < 0:
             raise ValueError(f"invalid version {version}")
-        return self.run_dir(workflow_id) / str(step) / f"v{version}"
+        return join_key(self.run_key(workflow_id), str(step), f"v{version}")
 
     # --- Writing ----------------------------------------------------------------------------
 
@@ -112,12 +131,20 @@ class ArtifactStore:
         self, workflow_id: str, step: str, version: int, name: str, data: bytes
     ) -> ArtifactRef:
         """Write one file atomically: a retried step replaces it, a reader never sees half."""
-        return self._place(workflow_id, step, version, name, lambda temp: _fsync_write(temp, data))
+        key = join_key(self.version_key(workflow_id, step, version), _checked_name(name))
+        self.storage.put_bytes(key, data)
+        return self._ref(workflow_id, key, len(data))
 
     def write_text(
         self, workflow_id: str, step: str, version: int, name: str, text: str
     ) -> ArtifactRef:
         return self.write_bytes(workflow_id, step, version, name, text.encode("utf-8"))
+
+    def write_run_file(self, workflow_id: str, name: str, data: bytes) -> ArtifactRef:
+        """A file of the run outside the step folders (a prediction request's rows, say)."""
+        key = join_key(self.run_key(workflow_id), _checked_name(name))
+        self.storage.put_bytes(key, data)
+        return self._ref(workflow_id, key, len(data))
 
     def import_dir(self, workflow_id: str, step: str, version: int, source: Path) -> _ArtifactRefs:
         """Copy a folder's regular files into a version, each atomically, keeping subfolders.
@@ -125,53 +152,83 @@ class ArtifactStore:
         Symlinks are skipped rather than followed: a link made by generated code could point at
         any file the worker can read, which would then be served as an artifact.
         """
+        base = self.version_key(workflow_id, step, version)
         refs: _ArtifactRefs = []
         for relative in iter_regular_files(source):
-            refs.append(self._copy_in(workflow_id, step, version, relative, source / relative))
+            key = join_key(base, _checked_name(relative))
+            self.storage.put_file(key, source / relative)
+            refs.append(self._ref(workflow_id, key, (source / relative).stat().st_size))
         return refs
 
     @contextmanager
     def replace_version(self, workflow_id: str, step: str, version: int) -> Iterator[Path]:
-        """Yield an empty staging folder that becomes the whole version when the block succeeds.
+        """Yield an empty local staging folder that becomes the whole version when the block
+        succeeds.
 
         A re-run of a step therefore leaves exactly its own files (none from an earlier attempt)
-        and an exception leaves the previous contents untouched. The swap is two renames, so a
-        reader may briefly find the version missing but never half-written.
+        and an exception leaves the previous contents untouched. In a folder the swap is two
+        renames, so a reader may briefly find the version missing but never half-written.
         """
-        target = self.version_dir(workflow_id, step, version)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=f"{_TEMP_PREFIX}{target.name}-", dir=target.parent))
-        staging.chmod(0o755)  # mkdtemp's 0700 would otherwise become the version's mode
-        try:
-            yield staging
-            retired = target.parent / f"{_TEMP_PREFIX}old-{uuid.uuid4().hex}"
-            if target.exists():
-                os.replace(target, retired)
-            os.replace(staging, target)
-            shutil.rmtree(retired, ignore_errors=True)
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
+        with self.storage.replace_prefix(self.version_key(workflow_id, step, version)) as stage:
+            yield stage
 
     # --- Reading ----------------------------------------------------------------------------
 
     def resolve(self, workflow_id: str, name: str) -> Path:
-        """The real path of an artifact, or ArtifactNotFound for unknown or escaping names."""
-        if not is_valid_workflow_id(workflow_id):
+        """The real path of an artifact in a folder store, or ArtifactNotFound for unknown or
+        escaping names (and always in object storage: read it with `open` there)."""
+        key = self._key_of(workflow_id, name)
+        # The real path must stay inside the run's folder: a symlink to elsewhere is not found.
+        path = self.storage.local_path(key, within=self.run_key(workflow_id))
+        if path is None:
             raise ArtifactNotFound(workflow_id, name)
-        parts = _visible_parts(name)
-        if parts is None:
+        return path
+
+    def open(self, workflow_id: str, name: str) -> tuple[BinaryIO, int]:
+        """A stream of an artifact's bytes and its size; ArtifactNotFound as for resolve."""
+        key = self._key_of(workflow_id, name)
+        if isinstance(self.storage, LocalStorage):
+            path = self.resolve(workflow_id, name)
+            handle = path.open("rb")
+            return handle, path.stat().st_size
+        found = self.storage.stat(key)
+        if found is None:
             raise ArtifactNotFound(workflow_id, name)
-        run_dir = self.run_dir(workflow_id)
         try:
-            real_run_dir = run_dir.resolve(strict=True)
-            # resolve() follows every symlink on the way, so the containment check below sees
-            # where the file really is, not where its name says it is.
-            real = run_dir.joinpath(*parts).resolve(strict=True)
-        except (OSError, RuntimeError):
+            return self.storage.open_read(key), found.size_bytes
+        except StorageKeyMissing:
             raise ArtifactNotFound(workflow_id, name) from None
-        if not real.is_relative_to(real_run_dir) or not real.is_file():
+
+    def read_bytes(self, workflow_id: str, name: str, max_bytes: int | None = None) -> bytes:
+        """An artifact's bytes; ValueError when it is larger than max_bytes."""
+        handle, size = self.open(workflow_id, name)
+        with handle:
+            if max_bytes is not None and size > max_bytes:
+                raise ValueError(f"{name} has {size} bytes; at most {max_bytes} are read")
+            return handle.read()
+
+    def copy_to(self, workflow_id: str, name: str, target: Path) -> Path:
+        """Copy an artifact into a local file (for the sandbox, which mounts files)."""
+        handle, _ = self.open(workflow_id, name)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with handle, target.open("wb") as out:
+            while chunk := handle.read(1024 * 1024):
+                out.write(chunk)
+        return target
+
+    def presigned_url(
+        self, workflow_id: str, name: str, *, expires_seconds: int = 300
+    ) -> str | None:
+        """A short-lived direct download URL where the storage has them (object storage)."""
+        key = self._key_of(workflow_id, name)
+        if self.storage.stat(key) is None:
             raise ArtifactNotFound(workflow_id, name)
-        return real
+        return self.storage.presigned_url(
+            key,
+            expires_seconds=expires_seconds,
+            filename=PurePosixPath(name).name,
+            content_type=content_type_for(name),
+        )
 
     def list(
         self, workflow_id: str, step: str | None = None, version: int | None = None
@@ -179,66 +236,31 @@ class ArtifactStore:
         """Every artifact of a run (or of one step / version), sorted by name."""
         if not is_valid_workflow_id(workflow_id):
             return []
-        base = self.run_dir(workflow_id)
+        base = self.run_key(workflow_id)
         if step is not None:
-            base = base / str(step)
+            base = join_key(base, str(step))
             if version is not None:
-                base = self.version_dir(workflow_id, step, version)
-        return [self._ref(workflow_id, base / relative) for relative in iter_regular_files(base)]
+                base = self.version_key(workflow_id, step, version)
+        return [
+            self._ref(workflow_id, item.key, item.size_bytes) for item in self.storage.list(base)
+        ]
 
     # --- Internals --------------------------------------------------------------------------
 
-    def _copy_in(
-        self, workflow_id: str, step: str, version: int, name: str, source: Path
-    ) -> ArtifactRef:
-        return self._place(
-            workflow_id,
-            step,
-            version,
-            name,
-            lambda temp: shutil.copyfile(source, temp, follow_symlinks=False),
-        )
-
-    def _place(
-        self, workflow_id: str, step: str, version: int, name: str, fill: Callable[[Path], object]
-    ) -> ArtifactRef:
-        """Fill a temporary file beside the artifact, then rename it into place."""
+    def _key_of(self, workflow_id: str, name: str) -> str:
+        if not is_valid_workflow_id(workflow_id):
+            raise ArtifactNotFound(workflow_id, name)
         parts = _visible_parts(name)
         if parts is None:
-            raise ValueError(f"invalid artifact name {name!r}")
-        target = self.version_dir(workflow_id, step, version).joinpath(*parts)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        temp = target.parent / f"{_TEMP_PREFIX}{uuid.uuid4().hex}"
-        try:
-            fill(temp)
-            os.replace(temp, target)
-        finally:
-            temp.unlink(missing_ok=True)
-        return self._ref(workflow_id, target)
+            raise ArtifactNotFound(workflow_id, name)
+        return join_key(self.run_key(workflow_id), *parts)
 
-    def _ref(self, workflow_id: str, path: Path) -> ArtifactRef:
-        name = path.relative_to(self.run_dir(workflow_id)).as_posix()
-        return ArtifactRef(
-            name=name, size_bytes=path.stat().st_size, content_type=content_type_for(name)
-        )
+    def _ref(self, workflow_id: str, key: str, size: int) -> ArtifactRef:
+        name = key[len(self.run_key(workflow_id)) + 1 :]
+        return ArtifactRef(name=name, size_bytes=size, content_type=content_type_for(name))
 
 
-def iter_regular_files(folder: Path) -> Iterator[str]:
-    """Relative POSIX names of the regular files under a folder, sorted, never via symlinks.
-
-    Names starting with "." (temporary and staging files, caches that tools drop into HOME) are
-    not outputs and are skipped, as are symlinks to files or folders.
-    """
-    if not folder.is_dir() or folder.is_symlink():
-        return
-    found: list[str] = []
-    for current, dirnames, filenames in os.walk(folder, followlinks=False):
-        dirnames[:] = [d for d in dirnames if not d.startswith(".") and d != "__pycache__"]
-        for filename in filenames:
-            if filename.startswith("."):
-                continue
-            path = Path(current) / filename
-            if path.is_symlink() or not path.is_file():
-                continue
-            found.append(path.relative_to(folder).as_posix())
-    yield from sorted(found)
+def _checked_name(name: str) -> str:
+    if _visible_parts(name) is None:
+        raise ValueError(f"invalid artifact name {name!r}")
+    return name

@@ -61,12 +61,13 @@ from activities.dataset_paths import (
 )
 from activities.heartbeats import run_with_heartbeats
 from activities.profiling import DELIMITERS
+from activities.storage import LocalStorage, Storage, publish_dataset, storage_from_settings
 from activities.uploads import (
     UPLOAD_SCHEME,
     UploadMissing,
     dataset_id_from_reference,
+    open_upload,
     read_record,
-    uploaded_file,
 )
 from settings import Settings
 from workflows.contract import RETRYABLE_ERRORS, ActivityName, ErrorType
@@ -155,9 +156,11 @@ class SourcePolicy:
     data_dir: Path
     uploads_dir: Path
     allowed_hosts: HostAllowList
+    # Where uploads are read from (activities/storage.py); None: the folder DATA_DIR.
+    storage: Storage | None = None
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> SourcePolicy:
+    def from_settings(cls, settings: Settings, storage: Storage | None = None) -> SourcePolicy:
         return cls(
             max_bytes=settings.max_dataset_bytes,
             read_timeout_seconds=settings.dataset_timeout_seconds,
@@ -167,6 +170,7 @@ class SourcePolicy:
             data_dir=settings.data_dir,
             uploads_dir=settings.uploads_dir,
             allowed_hosts=HostAllowList.parse(settings.dataset_allowed_hosts),
+            storage=storage,
         )
 
 
@@ -178,10 +182,13 @@ class DatasetActivities:
         settings: Settings,
         store: ArtifactStore | None = None,
         profiler: Profiler = profile_for_goal,
+        storage: Storage | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
         self.profiler = profiler
+        # Uploads are read from it, and each fetched dataset is stored in it for other workers.
+        self.storage = storage or storage_from_settings(settings)
 
     @activity.defn(name=ActivityName.FETCH_DATASET)
     async def fetch_dataset(self, request: DatasetRequest) -> DatasetInfo:
@@ -195,7 +202,11 @@ class DatasetActivities:
         # Beats by the clock, not per chunk: a server pausing between bytes for longer than the
         # heartbeat timeout (but less than the read timeout) must not look like a dead worker.
         stored = await run_with_heartbeats(
-            store_dataset(request.dataset_url, folder, SourcePolicy.from_settings(self.settings))
+            store_dataset(
+                request.dataset_url,
+                folder,
+                SourcePolicy.from_settings(self.settings, self.storage),
+            )
         )
         try:
             profile = await run_with_heartbeats(
@@ -229,12 +240,19 @@ class DatasetActivities:
             "Dataset stored",
             extra={"dataset_url": shown_url, "size_bytes": stored.size_bytes, "rows": profile.rows},
         )
+        # Other workers read it from storage (a no-op when storage is this very folder).
+        storage_key = await run_with_heartbeats(
+            asyncio.to_thread(
+                publish_dataset, self.storage, request.workflow_id, stored.path, stored.sha256
+            )
+        )
         return DatasetInfo(
             source_url=shown_url,
             file_path=str(stored.path),
             size_bytes=stored.size_bytes,
             sha256=stored.sha256,
             profile=profile,
+            storage_key=storage_key,
         )
 
 
@@ -366,18 +384,30 @@ def _source_opener(url: str, policy: SourcePolicy) -> tuple[LocalOpener | None, 
 
 def _upload_opener(url: str, policy: SourcePolicy) -> tuple[LocalOpener, str]:
     # The API checked that the caller may use this upload before it started the run.
-    dataset_id = dataset_id_from_reference(url)
+    dataset_id = dataset_id_from_reference(url) or ""
+    storage = policy.storage or LocalStorage(policy.data_dir)
+    missing = dataset_error(
+        ErrorType.DATASET_NOT_FOUND,
+        "no uploaded dataset with this id (was it deleted, or do the API and the worker use "
+        "different storage: STORAGE_URL, or DATA_DIR without it?)",
+        url,
+    )
     try:
-        path = uploaded_file(policy.uploads_dir, dataset_id or "")
-        filename = read_record(policy.uploads_dir, dataset_id or "").filename
+        filename = read_record(storage, dataset_id).filename
     except UploadMissing:
-        raise dataset_error(
-            ErrorType.DATASET_NOT_FOUND,
-            "no uploaded dataset with this id (was it deleted, or is DATA_DIR not shared "
-            "between the API and the worker?)",
-            url,
-        ) from None
-    return lambda: _open_within_limit(path, url, policy.max_bytes), filename
+        raise missing from None
+
+    def open_uploaded() -> BinaryIO:
+        try:
+            handle, size = open_upload(storage, dataset_id)
+        except UploadMissing:
+            raise missing from None
+        if size > policy.max_bytes:
+            handle.close()
+            raise _too_large(size, policy.max_bytes, url)
+        return handle
+
+    return open_uploaded, filename
 
 
 def _local_opener(url: str, policy: SourcePolicy) -> LocalOpener:
@@ -403,10 +433,6 @@ def _local_opener(url: str, policy: SourcePolicy) -> LocalOpener:
         return _within_limit(handle, url, policy.max_bytes)
 
     return open_local
-
-
-def _open_within_limit(path: Path, url: str, max_bytes: int) -> BinaryIO:
-    return _within_limit(path.open("rb"), url, max_bytes)
 
 
 def _within_limit(handle: BinaryIO, url: str, max_bytes: int) -> BinaryIO:

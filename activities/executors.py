@@ -10,6 +10,7 @@ import math
 import shutil
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
@@ -30,6 +31,15 @@ from activities.sandbox import (
 )
 from activities.scratch import WorkerScratch
 from activities.scratch import sweep as sweep_scratch
+from activities.storage import (
+    CACHE_FOLDER,
+    DatasetCache,
+    DatasetChecksumMismatch,
+    StorageKeyMissing,
+    dataset_key,
+    is_shared_folder,
+    stored_dataset_sha256,
+)
 from activities.telemetry import record_execution
 from settings import Settings
 from workflows.contract import RETRYABLE_ERRORS, ActivityName, ErrorType
@@ -124,7 +134,9 @@ class RemoteExecutor:
 
     Request (POST {base_url}{endpoint}): the spec's fields, {"code": ...} for /execute and
     {"dataset": <file path>} for /train, plus (additively) the other of the two and
-    "workflow_id", "step", "version", so either service can run either kind of job.
+    "workflow_id", "step", "version", so either service can run either kind of job. The path is
+    on this worker's disk, so the service must share it; with object storage (STORAGE_URL) the
+    request also has "dataset_url", a presigned GET URL the service can download instead.
 
     Response, a JSON object whose fields are all optional: "exit_code" (int; or "success": bool,
     or "status": "success"/"ok"/"completed"/"error"/"failed"), "stdout" (or "output"), "stderr"
@@ -140,8 +152,10 @@ class RemoteExecutor:
         timeout_seconds: float,
         connect_timeout_seconds: float = 10.0,
         transport: httpx.AsyncBaseTransport | None = None,
+        dataset_url_for: Callable[[ExecutionRequest], str | None] | None = None,
     ) -> None:
         self.url = base_url.rstrip("/") + endpoint
+        self.dataset_url_for = dataset_url_for
         self.timeout_seconds = timeout_seconds
         self.connect_timeout_seconds = connect_timeout_seconds
         self.transport = transport
@@ -162,6 +176,10 @@ class RemoteExecutor:
             "step": request.step.value,
             "version": request.version,
         }
+        if self.dataset_url_for is not None:
+            dataset_url = await asyncio.to_thread(self.dataset_url_for, request)
+            if dataset_url:
+                payload["dataset_url"] = dataset_url
         # The read timeout is the job's wall-clock limit: the service answers when it is done.
         timeout = httpx.Timeout(self.timeout_seconds, connect=self.connect_timeout_seconds)
         started = time.monotonic()
@@ -284,6 +302,10 @@ def _write_returned_files(files: Any, workdir: Path) -> list[str]:
     return notes
 
 
+def _dataset_missing(message: str) -> ApplicationError:
+    return ApplicationError(message, type=ErrorType.DATASET_NOT_FOUND.value, non_retryable=True)
+
+
 def executor_error(error_type: ErrorType, message: str) -> ApplicationError:
     return ApplicationError(
         message, type=error_type.value, non_retryable=error_type not in RETRYABLE_ERRORS
@@ -316,6 +338,11 @@ class ExecutionActivities:
         heartbeat_seconds: float | None = None,
     ) -> None:
         self.store = store
+        # Datasets come from the same storage as artifacts; with object storage, a worker that
+        # did not fetch a run's dataset downloads it once into its cache, verified.
+        self.storage = store.storage
+        self.dataset_cache = DatasetCache(self.storage, settings.data_dir / CACHE_FOLDER)
+        self.own_datasets_dir = settings.datasets_dir
         # This worker's own scratch folder, locked for its lifetime (activities/scratch.py).
         self.scratch = WorkerScratch(settings.data_dir / "scratch")
         self.scratch_dir = self.scratch.folder
@@ -325,13 +352,22 @@ class ExecutionActivities:
         self.heartbeat_seconds = heartbeat_seconds
         local = LocalExecutor(SandboxLimits.from_settings(settings), Isolation(settings.sandbox))
         timeout = settings.execution_timeout_seconds
+        # A remote service cannot read this worker's cache: object storage gives it a URL.
+        presign = None if is_shared_folder(self.storage) else self.presigned_dataset_url
         self.eda_executor: Executor = eda_executor or (
-            RemoteExecutor(settings.browser_agent_url, "/execute", timeout_seconds=timeout)
+            RemoteExecutor(
+                settings.browser_agent_url,
+                "/execute",
+                timeout_seconds=timeout,
+                dataset_url_for=presign,
+            )
             if settings.browser_agent_url
             else local
         )
         self.training_executor: Executor = training_executor or (
-            RemoteExecutor(settings.ml_worker_url, "/train", timeout_seconds=timeout)
+            RemoteExecutor(
+                settings.ml_worker_url, "/train", timeout_seconds=timeout, dataset_url_for=presign
+            )
             if settings.ml_worker_url
             else local
         )
@@ -347,15 +383,14 @@ class ExecutionActivities:
     async def execute(self, executor: Executor, request: ExecutionRequest) -> ExecutionResult:
         label = f"run {request.workflow_id}, step {request.step.value} v{request.version}"
         try:
-            self.store.version_dir(request.workflow_id, request.step, request.version)
+            self.store.version_key(request.workflow_id, request.step, request.version)
         except ValueError as error:
             raise executor_error(ErrorType.EXECUTOR_REJECTED, f"{label}: {error}") from None
-        if not await asyncio.to_thread(Path(request.dataset_path).is_file):
-            raise ApplicationError(
-                f"{label}: the dataset file {request.dataset_path} is missing on this worker",
-                type=ErrorType.DATASET_NOT_FOUND.value,
-                non_retryable=True,
-            )
+        dataset = await run_with_heartbeats(
+            asyncio.to_thread(self._local_dataset, request, label), self.heartbeat_seconds
+        )
+        # The executors read the dataset from this worker's disk, wherever intake stored it.
+        request = request.model_copy(update={"dataset_path": str(dataset)})
 
         scratch = self._new_scratch_dir(request)
         try:
@@ -387,6 +422,41 @@ class ExecutionActivities:
             stderr_tail=tail_text(outcome.stderr, TAIL_BYTES),
             metrics=metrics,
             artifacts=refs,
+        )
+
+    def _local_dataset(self, request: ExecutionRequest, label: str) -> Path:
+        """The run's dataset as a file on this worker: where intake put it when the storage is
+        a shared folder or this worker fetched it, else this worker's verified cached copy."""
+        path = Path(request.dataset_path)
+        if is_shared_folder(self.storage) or (
+            path.is_relative_to(self.own_datasets_dir) and path.is_file()
+        ):
+            if path.is_file():
+                return path
+            raise _dataset_missing(f"{label}: the dataset file {path} is missing on this worker")
+        key = request.dataset_key or dataset_key(request.workflow_id, path.name)
+        try:
+            sha256 = request.dataset_sha256 or stored_dataset_sha256(self.storage, key)
+            return self.dataset_cache.local_copy(key, sha256)
+        except StorageKeyMissing:
+            raise _dataset_missing(
+                f"{label}: the dataset {key} is not in {self.storage.description}; start the "
+                "run again to fetch it"
+            ) from None
+        except DatasetChecksumMismatch as error:
+            raise _dataset_missing(f"{label}: {error}") from None
+
+    def presigned_dataset_url(self, request: ExecutionRequest) -> str | None:
+        """A short-lived GET URL of the run's stored dataset, for a remote executor."""
+        key = request.dataset_key or dataset_key(
+            request.workflow_id, Path(request.dataset_path).name
+        )
+        return self.storage.presigned_url(
+            key,
+            # Long enough for a queued job to start downloading.
+            expires_seconds=int(max(3600, 2 * self.scratch_max_age_seconds)),
+            filename=Path(key).name,
+            content_type="application/octet-stream",
         )
 
     def sweep_stale_scratch(self) -> list[str]:

@@ -10,10 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import shutil
 import tempfile
-import uuid
 import zipfile
 from dataclasses import replace
 from pathlib import Path
@@ -59,16 +57,7 @@ def write_prediction_file(
     store: ArtifactStore, workflow_id: str, request_id: str, file_name: str, data: bytes
 ) -> str:
     """Write one file of a predict request atomically; its artifact name."""
-    name = prediction_name(request_id, file_name)
-    target = store.run_dir(workflow_id).joinpath(*name.split("/"))
-    target.parent.mkdir(parents=True, exist_ok=True)
-    temp = target.parent / f".tmp-{uuid.uuid4().hex}"
-    try:
-        temp.write_bytes(data)
-        os.replace(temp, target)
-    finally:
-        temp.unlink(missing_ok=True)
-    return name
+    return store.write_run_file(workflow_id, prediction_name(request_id, file_name), data).name
 
 
 def _rejected(message: str) -> ApplicationError:
@@ -94,22 +83,18 @@ class PredictionActivities:
     @activity.defn(name=SCORE_ROWS_ACTIVITY)
     async def score_rows(self, request: ScoreRequest) -> ScoreResult:
         label = f"run {request.workflow_id}, prediction {request.request_id}"
-        try:
-            paths = [
-                self.store.resolve(request.workflow_id, name)
-                for name in (
-                    request.model_artifact,
-                    request.schema_artifact,
-                    request.input_artifact,
-                )
-            ]
-        except ArtifactNotFound as error:
-            raise _rejected(f"{label}: {error}") from None
         self.scratch_dir.mkdir(parents=True, exist_ok=True)
         scratch = Path(
             tempfile.mkdtemp(prefix=f"score-{request.request_id}-", dir=self.scratch_dir)
         )
         try:
+            try:  # copied out of storage: the worker that trained may be another one
+                paths = await run_with_heartbeats(
+                    asyncio.to_thread(self._copy_inputs, request, scratch / "inputs"),
+                    self.heartbeat_seconds,
+                )
+            except ArtifactNotFound as error:
+                raise _rejected(f"{label}: {error}") from None
             bundle = scratch / "bundle.zip"
             await asyncio.to_thread(_pack, bundle, paths, request.max_rows)
             limits = replace(self.limits, wall_seconds=request.timeout_seconds)
@@ -128,6 +113,13 @@ class PredictionActivities:
                                            run.stderr, scratch / "work")  # fmt: skip
         finally:
             await asyncio.to_thread(shutil.rmtree, scratch, ignore_errors=True)
+
+    def _copy_inputs(self, request: ScoreRequest, folder: Path) -> list[Path]:
+        names = (request.model_artifact, request.schema_artifact, request.input_artifact)
+        return [
+            self.store.copy_to(request.workflow_id, name, folder / str(index))
+            for index, name in enumerate(names)
+        ]
 
     def _collect(
         self, request: ScoreRequest, exit_code: int, message: str, stderr: str, workdir: Path

@@ -81,12 +81,11 @@ def _png_files(
         for ref in result.artifacts:
             if len(images) >= MAX_IMAGES or not ref.name.lower().endswith(".png"):
                 continue
-            try:
-                path = store.resolve(workflow_id, ref.name)
-                if path.stat().st_size > MAX_IMAGE_BYTES:
-                    continue
-                data = path.read_bytes()
-            except (ArtifactNotFound, OSError):
+            if ref.size_bytes > MAX_IMAGE_BYTES:
+                continue
+            try:  # from storage: the worker writing the report may not be the one that plotted
+                data = store.read_bytes(workflow_id, ref.name, max_bytes=MAX_IMAGE_BYTES)
+            except (ArtifactNotFound, OSError, ValueError):
                 continue
             if data.startswith(PNG_MAGIC):  # only real PNGs become data URIs
                 images[ref.name] = data

@@ -49,20 +49,30 @@ class OfflineAgents:
 
     async def research(self, ctx: AgentContext) -> ResearchOutcome:
         plan, usage = await self._answer(
-            lambda: offline.plan_research(ctx.user_goal, ctx.dataset.profile)
+            lambda: offline.plan_research(
+                ctx.user_goal,
+                ctx.dataset.profile,
+                target_choice=ctx.target_choice,
+                feedback=ctx.feedback,
+                dataset_path=ctx.dataset.file_path,
+            )
         )
         return ResearchOutcome(plan=plan, usage=usage)
 
     async def data_engineering(self, ctx: AgentContext) -> CodeOutcome:
-        code, usage = await self._answer(lambda: offline.write_eda_code(ctx))
+        code, usage = await self._answer(lambda: offline.write_eda_code(ctx.with_planned_target()))
         return CodeOutcome(code=code, usage=usage)
 
     async def ml(self, ctx: AgentContext) -> CodeOutcome:
-        code, usage = await self._answer(lambda: offline.write_training_code(ctx))
+        code, usage = await self._answer(
+            lambda: offline.write_training_code(ctx.with_planned_target())
+        )
         return CodeOutcome(code=code, usage=usage)
 
     async def critic(self, ctx: AgentContext) -> ReviewOutcome:
-        review, usage = await self._answer(lambda: offline.review_training(ctx))
+        review, usage = await self._answer(
+            lambda: offline.review_training(ctx.with_planned_target())
+        )
         return ReviewOutcome(review=review, usage=usage)
 
 

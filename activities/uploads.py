@@ -1,7 +1,8 @@
-"""Uploaded datasets: one folder per upload under DATA_DIR/uploads, with a record of its owner.
+"""Uploaded datasets: `uploads/<dataset_id>/` in storage, the file and a record of its owner.
 
 The API writes them (POST /datasets) and the worker reads them when a run's dataset is an
-`upload://ds-…` reference; both must see the same DATA_DIR.
+`upload://ds-…` reference; both reach the same storage (activities/storage.py): DATA_DIR/uploads
+when it is a shared folder, or object storage, where the API and the workers share no disk.
 """
 
 from __future__ import annotations
@@ -11,12 +12,13 @@ import json
 import os
 import re
 import secrets
-import shutil
 import unicodedata
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import BinaryIO
+
+from activities.storage import UPLOADS_PREFIX, Storage, StorageKeyMissing, join_key
 
 UPLOAD_SCHEME = "upload://"
 DATASET_ID_PATTERN = r"^ds-[0-9a-f]{24}$"
@@ -73,20 +75,26 @@ def clean_filename(name: str | None) -> str:
     return base[:255] or UPLOAD_FILE
 
 
-class UploadWriter:
-    """Receives an upload's bytes in chunks: counts, hashes and writes them to a hidden file.
+def upload_key(dataset_id: str, file_name: str) -> str:
+    return join_key(UPLOADS_PREFIX, dataset_id, file_name)
 
-    Nothing is visible under the upload's id until `commit`; `discard` removes every trace.
+
+class UploadWriter:
+    """Receives an upload's bytes in chunks: counts, hashes and writes them to a hidden file
+    in spool_dir (the API's own disk), then hands it to storage.
+
+    Nothing is visible under the upload's id until `commit` stores its record, which is written
+    last; `discard` removes every trace.
     """
 
-    def __init__(self, uploads_dir: Path, max_bytes: int) -> None:
+    def __init__(self, storage: Storage, spool_dir: Path, max_bytes: int) -> None:
         self.dataset_id = new_dataset_id()
-        self.folder = uploads_dir / self.dataset_id
+        self.storage = storage
         self.max_bytes = max_bytes
         self.size_bytes = 0
         self._digest = hashlib.sha256()
-        uploads_dir.mkdir(parents=True, exist_ok=True)
-        self._partial = uploads_dir / f".{self.dataset_id}.part"
+        spool_dir.mkdir(parents=True, exist_ok=True)
+        self._partial = spool_dir / f".{self.dataset_id}.part"
         self._handle: BinaryIO = self._partial.open("wb")
 
     def write(self, chunk: bytes) -> None:
@@ -108,35 +116,40 @@ class UploadWriter:
             sha256=self._digest.hexdigest(),
             created_at=datetime.now(UTC).isoformat(timespec="seconds"),
         )
-        staging = self.folder.with_name(f".{self.dataset_id}.staging")
-        staging.mkdir()
-        os.replace(self._partial, staging / UPLOAD_FILE)
-        (staging / RECORD_FILE).write_text(json.dumps(asdict(record)))
-        # The folder appears whole or not at all: a reader never sees a file without its owner.
-        os.replace(staging, self.folder)
+        # The record goes last: a reader never finds an upload without its file and owner.
+        self.storage.put_file(upload_key(self.dataset_id, UPLOAD_FILE), self._partial, move=True)
+        self.storage.put_bytes(
+            upload_key(self.dataset_id, RECORD_FILE), json.dumps(asdict(record)).encode("utf-8")
+        )
+        self._partial.unlink(missing_ok=True)
         return record
 
     def discard(self) -> None:
         self._handle.close()
         self._partial.unlink(missing_ok=True)
-        shutil.rmtree(self.folder.with_name(f".{self.dataset_id}.staging"), ignore_errors=True)
+        self.storage.delete(upload_key(self.dataset_id, UPLOAD_FILE))
 
 
-def read_record(uploads_dir: Path, dataset_id: str) -> UploadRecord:
+def read_record(storage: Storage, dataset_id: str) -> UploadRecord:
     """The upload's record; UploadMissing if there is no complete upload with this id."""
     if not is_valid_dataset_id(dataset_id):
         raise UploadMissing(dataset_id)
     try:
-        data = json.loads((uploads_dir / dataset_id / RECORD_FILE).read_text())
+        with storage.open_read(upload_key(dataset_id, RECORD_FILE)) as handle:
+            data = json.loads(handle.read(64 * 1024))
         return UploadRecord(**data)
-    except (OSError, ValueError, TypeError) as error:
+    except (OSError, ValueError, TypeError, StorageKeyMissing) as error:
         raise UploadMissing(dataset_id) from error
 
 
-def uploaded_file(uploads_dir: Path, dataset_id: str) -> Path:
-    """The stored file of a complete upload; UploadMissing otherwise."""
-    read_record(uploads_dir, dataset_id)
-    path = uploads_dir / dataset_id / UPLOAD_FILE
-    if not path.is_file():
+def open_upload(storage: Storage, dataset_id: str) -> tuple[BinaryIO, int]:
+    """A stream of a complete upload's file and its size; UploadMissing otherwise."""
+    read_record(storage, dataset_id)
+    key = upload_key(dataset_id, UPLOAD_FILE)
+    found = storage.stat(key)
+    if found is None:
         raise UploadMissing(dataset_id)
-    return path
+    try:
+        return storage.open_read(key), found.size_bytes
+    except StorageKeyMissing:
+        raise UploadMissing(dataset_id) from None

@@ -1,7 +1,8 @@
 """Uploading a dataset (POST /datasets), and turning a start request's dataset_id into a source.
 
-The upload is parsed as it arrives and written to DATA_DIR/uploads/<dataset_id>/ in chunks, so
-neither memory nor a temporary spool ever holds more than MAX_DATASET_BYTES of it. It belongs
+The upload is parsed as it arrives and spooled to a hidden file in DATA_DIR/uploads in chunks,
+so neither memory nor the spool ever holds more than MAX_DATASET_BYTES of it; complete, it goes
+to storage under uploads/<dataset_id>/ (DATA_DIR itself, or object storage with STORAGE_URL). It belongs
 to the principal who sent it: only they (or an admin) can start a run on it, and to anyone else
 it does not exist.
 """
@@ -17,6 +18,7 @@ from pydantic import BaseModel, Field
 from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import MultipartParser, parse_options_header
 
+from activities.storage import Storage
 from activities.uploads import (
     UploadMissing,
     UploadTooLarge,
@@ -108,7 +110,9 @@ async def upload_dataset(
     if declared.isdigit() and int(declared) > limit + _FORM_OVERHEAD_BYTES:
         raise too_large  # refused before a byte is read
 
-    writer = await asyncio.to_thread(UploadWriter, settings.uploads_dir, limit)
+    writer = await asyncio.to_thread(
+        UploadWriter, request.app.state.storage, settings.uploads_dir, limit
+    )
     form = _FileFieldReceiver(writer)
     parser = MultipartParser(boundary, form.callbacks())
     try:
@@ -149,7 +153,7 @@ async def upload_dataset(
     )
 
 
-def dataset_url_for_start(body: StartRequest, principal: Principal, settings: Settings) -> str:
+def dataset_url_for_start(body: StartRequest, principal: Principal, storage: Storage) -> str:
     """What the run is given to fetch: the request's URL, or its upload as `upload://…`.
 
     Someone else's upload answers exactly like a missing one, so ids cannot be probed.
@@ -158,7 +162,7 @@ def dataset_url_for_start(body: StartRequest, principal: Principal, settings: Se
         assert body.dataset_url is not None  # StartRequest requires exactly one of them
         return body.dataset_url
     try:
-        record = read_record(settings.uploads_dir, body.dataset_id)
+        record = read_record(storage, body.dataset_id)
     except UploadMissing:
         record = None
     if record is None or (record.owner != principal.name and not principal.is_admin):

@@ -10,11 +10,13 @@ import logging
 from typing import Annotated
 
 from fastapi import APIRouter, Body, Depends, FastAPI, Header, Query, Request
-from fastapi.responses import FileResponse, JSONResponse
+from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi_offline import FastAPIOffline
 from temporalio.service import RPCError
 
-from activities.artifacts import ArtifactNotFound, ArtifactStore, content_type_for
+from activities.artifacts import ArtifactNotFound, ArtifactStore
+from activities.storage import ARTIFACTS_PREFIX, storage_from_settings
+from api.artifact_responses import artifact_response
 from api.bind_check import refuse_insecure_bind
 from api.codec_routes import install_codec_endpoint
 from api.datasets_routes import dataset_url_for_start
@@ -57,18 +59,6 @@ RunStarter = Annotated[Principal, Depends(require_role(Role.OPERATOR, starts_run
 Approver = Annotated[Principal, Depends(require_role(Role.APPROVER))]
 
 
-# Artifacts are content generated code wrote (an HTML report, an SVG) and are served so that
-# nothing in them can run in this origin or be sniffed into another type.
-ARTIFACT_SECURITY_HEADERS = {
-    "Content-Security-Policy": "sandbox; default-src 'none'; img-src data:; "
-    "style-src 'unsafe-inline'",
-    "X-Content-Type-Options": "nosniff",
-}
-INLINE_TYPES = frozenset(
-    {"image/png", "image/jpeg", "text/html", "text/plain", "text/markdown", "application/json"}
-)
-
-
 def _runs(request: Request) -> RunService:
     service: RunService = request.app.state.runs
     return service
@@ -90,7 +80,9 @@ async def start_run(
         workflow_id = workflow_id_for_key(idempotency_key)
     else:
         workflow_id = new_workflow_id()
-    dataset_url = dataset_url_for_start(body, principal, request.app.state.settings)
+    dataset_url = await asyncio.to_thread(
+        dataset_url_for_start, body, principal, request.app.state.storage
+    )
     existing = await _runs(request).start(body.user_goal, dataset_url, workflow_id, principal)
     if existing is not None:
         return StartResponse(
@@ -145,12 +137,18 @@ async def approve_run(
     200 means this call's approval took effect; a decision that lost a race, names another
     code version, or arrives when the run is not waiting gets 409 with the reason.
     """
-    run = await _runs(request).approve(workflow_id, body.version if body else None, principal)
+    target = body.target if body else None
+    run = await _runs(request).approve(
+        workflow_id, body.version if body else None, principal, target=target
+    )
     logger.info("Run approved", extra={"workflow_id": workflow_id, "by": principal.name})
     return ActionResponse(
         workflow_id=workflow_id,
         status="approved",
-        message=f"Approved EDA code v{run.eda_version}; the run continues.",
+        message=f"Approved EDA code v{run.eda_version}; the run continues."
+        if target is None
+        else f"Target {target!r} chosen: unless it is already the plan's, the run re-plans for "
+        "it and the new EDA code waits for approval again.",
         run=run,
     )
 
@@ -170,7 +168,11 @@ async def reject_run(
     """Reject the EDA code; the Data Engineering agent regenerates it with the feedback."""
     feedback = body.feedback if body else None
     run = await _runs(request).reject(
-        workflow_id, feedback, body.version if body else None, principal
+        workflow_id,
+        feedback,
+        body.version if body else None,
+        principal,
+        target=body.target if body else None,
     )
     logger.info("Run rejected", extra={"workflow_id": workflow_id, "by": principal.name})
     return ActionResponse(
@@ -229,23 +231,21 @@ async def list_artifacts(request: Request, principal: Viewer, workflow_id: str) 
 )
 async def download_artifact(
     request: Request, principal: Viewer, workflow_id: str, name: str
-) -> FileResponse:
-    """One artifact, served with its content type; plots, the report and text open inline."""
+) -> Response:
+    """One artifact, served with its content type; plots, the report and text open inline.
+
+    With STORAGE_PRESIGN_DOWNLOADS and object storage, a 307 to a short-lived URL instead.
+    """
     await _runs(request).ensure_exists(workflow_id, principal)
     store: ArtifactStore = request.app.state.artifacts
+    settings: Settings = request.app.state.settings
     try:
-        path = await asyncio.to_thread(store.resolve, workflow_id, name)
+        # Generated code wrote these files: a report must not run script in the API's origin.
+        return await artifact_response(
+            store, workflow_id, name, presign=settings.storage_presign_downloads
+        )
     except ArtifactNotFound as err:
         raise RunNotFound(f"Run {workflow_id!r} has no artifact named {name!r}.") from err
-    media_type = content_type_for(name)
-    return FileResponse(
-        path,
-        media_type=media_type,
-        filename=path.name,
-        # Generated code wrote these files: a report must not run script in the API's origin.
-        headers=ARTIFACT_SECURITY_HEADERS,
-        content_disposition_type="inline" if media_type in INLINE_TYPES else "attachment",
-    )
 
 
 @router.get(
@@ -314,8 +314,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # Bad auth or rate-limit settings stop the API here, at start-up, with a clear message.
     app.state.access = AccessControl.from_settings(settings)
     app.state.runs = RunService(TemporalGateway(settings))
-    # Artifacts are files the worker wrote under DATA_DIR; the API must see the same folder.
-    app.state.artifacts = ArtifactStore(settings.artifacts_dir)
+    # Uploads go to, and artifacts come from, the workers' storage: DATA_DIR when it is a shared
+    # folder, or object storage (STORAGE_URL), where the API needs no disk of theirs.
+    app.state.storage = storage_from_settings(settings)
+    app.state.artifacts = ArtifactStore(app.state.storage, ARTIFACTS_PREFIX)
     # One poller per watched run per process, however many clients follow its events.
     app.state.events = EventHub(
         lambda workflow_id: app.state.runs.state(workflow_id),

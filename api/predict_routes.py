@@ -143,8 +143,8 @@ async def predict(
         return _refusal(workflow_id, result)
     assert result.predictions_artifact is not None
     try:
-        path = await asyncio.to_thread(store.resolve, workflow_id, result.predictions_artifact)
-        body = json.loads(await asyncio.to_thread(path.read_text, encoding="utf-8"))
+        raw = await asyncio.to_thread(store.read_bytes, workflow_id, result.predictions_artifact)
+        body = json.loads(raw)
     except (ArtifactNotFound, OSError, ValueError) as err:
         raise ScoringFailed(
             f"Scoring request {request_id} of run {workflow_id!r} stored no readable "

@@ -277,14 +277,23 @@ class RunService:
             )
 
     async def approve(
-        self, workflow_id: str, version: int | None, principal: Principal
+        self,
+        workflow_id: str,
+        version: int | None,
+        principal: Principal,
+        target: str | None = None,
     ) -> RunStatusView:
-        return await self._decide(workflow_id, UPDATE_APPROVE, principal, version, None)
+        return await self._decide(workflow_id, UPDATE_APPROVE, principal, version, None, target)
 
     async def reject(
-        self, workflow_id: str, feedback: str | None, version: int | None, principal: Principal
+        self,
+        workflow_id: str,
+        feedback: str | None,
+        version: int | None,
+        principal: Principal,
+        target: str | None = None,
     ) -> RunStatusView:
-        return await self._decide(workflow_id, UPDATE_REJECT, principal, version, feedback)
+        return await self._decide(workflow_id, UPDATE_REJECT, principal, version, feedback, target)
 
     async def _decide(
         self,
@@ -293,6 +302,7 @@ class RunService:
         principal: Principal,
         version: int | None,
         feedback: str | None,
+        target: str | None = None,
     ) -> RunStatusView:
         """Send the decision as an update: the answer says whether it took effect."""
         description = await self._describe(workflow_id)
@@ -318,6 +328,7 @@ class RunService:
             authenticated=principal.authenticated,
             version=version,
             feedback=feedback,
+            target=target,
             # If no worker takes it in time the caller hears 503; a late delivery must not count.
             expires_at=datetime.now(UTC) + timedelta(seconds=wait),
         )

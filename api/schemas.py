@@ -97,13 +97,30 @@ _VERSION_FIELD_DESCRIPTION = (
 )
 
 
+_TARGET_FIELD_DESCRIPTION = (
+    "The column to predict. Required to approve a plan that is unsure of its target "
+    "(`plan.needs_target_choice`; 409 lists the candidates otherwise); a target other than "
+    "the plan's re-plans the run for it, and the new code waits for approval again."
+)
+
+
 class ApproveRequest(BaseModel):
     version: int | None = Field(default=None, ge=1, description=_VERSION_FIELD_DESCRIPTION)
+    target: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=500,
+        description=_TARGET_FIELD_DESCRIPTION,
+        examples=["Churn"],
+    )
 
 
 class RejectRequest(BaseModel):
     feedback: str | None = Field(default=None, max_length=4000)
     version: int | None = Field(default=None, ge=1, description=_VERSION_FIELD_DESCRIPTION)
+    target: str | None = Field(
+        default=None, min_length=1, max_length=500, description=_TARGET_FIELD_DESCRIPTION
+    )
 
 
 class ActionResponse(BaseModel):

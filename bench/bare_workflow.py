@@ -1,11 +1,12 @@
 """The engine's floor: a bare Temporal SDK workflow of the run's shape, and its worker.
 
 Seven no-op activities (intake, research, data engineering, then after an approval update EDA
-execution, ML, training and the critic), an approval gate with a timeout that marks itself open in a search attribute,
-a query to see that it is open and an update, refused until then, to pass it. No state model,
-no memo, the SDK's default worker options and data converter: what any workflow of
-this shape costs on the same server. `python -m bench.bare_workflow ADDRESS TASK_QUEUE` runs
-its worker.
+execution, ML, training and the critic); an approval gate with a timeout, which marks itself
+open in a search attribute; a query to see that it is open, and an update, refused until then,
+to pass it. No state model, no memo, the SDK's default worker options and data converter: what
+any workflow of this shape costs on the same server.
+
+    python -m bench.bare_workflow ADDRESS TASK_QUEUE     # its worker
 """
 
 from __future__ import annotations

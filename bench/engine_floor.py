@@ -205,8 +205,8 @@ class RestDriver:
 Driver = BareDriver | ClientDriver | RestDriver
 
 
-async def one_run(driver: Driver, interval: float) -> float:
-    run_id = f"wf-{driver.name.split()[0]}-{uuid.uuid4().hex[:12]}"
+async def one_run(driver: Driver, interval: float, run_id: str | None = None) -> float:
+    run_id = run_id or f"wf-{driver.name.split()[0]}-{uuid.uuid4().hex[:12]}"
     started = time.perf_counter()
     await driver.start(run_id)
     await poll_until(lambda: driver.parked(run_id), interval)
@@ -238,7 +238,7 @@ def ratio(measured: float, baseline: float, target: float, *, higher_is_better: 
         "baseline": round(baseline, 4),
         "measured": round(measured, 4),
         "ratio": round(value, 3),
-        "target": f"{'>=' if higher_is_better else '<='} {target}",
+        "target": f"{'>=' if higher_is_better else '<='} {round(target, 3)}",
         "meets_target": meets,
     }
 
@@ -290,7 +290,8 @@ async def park(
 ) -> tuple[float, list[str]]:
     """Start `how_many` runs and wait until all of them (and those before) wait for approval."""
     ids = [
-        f"wf-park-{driver.name.split()[0]}-{first + i}-{uuid.uuid4().hex[:6]}" for i in range(how_many)
+        f"wf-park-{driver.name.split()[0]}-{first + i}-{uuid.uuid4().hex[:6]}"
+        for i in range(how_many)
     ]
     started = time.perf_counter()
     await bounded(how_many, lambda i: driver.start(ids[i]))
@@ -421,6 +422,10 @@ async def measure(scale: Scale) -> dict:
                 results["server_cpu_s_per_run"]["target"] = "(reported only)"
 
                 # Parked runs, in interleaved chunks; reads are measured while they wait.
+                idle = {
+                    "bare": stack.bare_worker().rss_bytes(),
+                    "service": stack.worker().rss_bytes(),
+                }
                 parked_ids: dict[str, list[str]] = {bare.name: [], rest.name: []}
                 park_seconds = {bare.name: 0.0, rest.name: 0.0}
                 done = 0
@@ -450,6 +455,12 @@ async def measure(scale: Scale) -> dict:
                     rss["service"] <= 2 * rss["bare"] or rss["service"] <= 300 * 2**20
                 )
                 results["worker_rss_mb_parked"]["target"] = "<= 2.0 (or <= 300 MB)"
+                results["worker_rss_kb_per_parked_run"] = {
+                    side: round((rss[side] - idle[side]) / 1024 / n, 1) for side in rss
+                }
+                results["worker_rss_mb_before_parking"] = {
+                    side: round(idle[side] / 2**20, 1) for side in idle
+                }
 
                 read_ids = parked_ids[rest.name][:100]
                 read = await reads(client, http, read_ids, scale.read_requests, scale.read_rounds)
@@ -483,8 +494,12 @@ async def measure(scale: Scale) -> dict:
     return results
 
 
+def run_benchmark() -> dict:
+    return asyncio.run(measure(Scale.from_environment()))
+
+
 def main() -> None:
-    results = asyncio.run(measure(Scale.from_environment()))
+    results = run_benchmark()
     json.dump(results, sys.stdout, indent=2)
     print()
 

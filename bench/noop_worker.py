@@ -4,13 +4,18 @@ The real workflows, sandbox, data converter, interceptors and worker options (wo
 `WORKFLOWS` and `worker_tuning()`); only the activities are stand-ins, registered under the real
 names and answering at once with the smallest valid results. So what the benchmark measures is
 what the service adds around the engine, not what models or generated code cost. Settings come
-from the environment as for `python worker.py`.
+from the environment as for `python worker.py`; BENCH_WORKER_OPTIONS (JSON, e.g.
+`{"max_concurrent_activities": 100}`) overrides worker options for an experiment.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
+import os
 import signal
+from collections.abc import Callable
+from typing import Any
 
 from temporalio import activity
 from temporalio.worker import Worker
@@ -89,7 +94,15 @@ async def critic(context: AgentContext) -> ReviewOutcome:
     return ReviewOutcome(review=Review(verdict="accept", summary="ok"), usage=NO_USAGE)
 
 
-NOOP_ACTIVITIES = [fetch_dataset, research, data_engineering, execute_eda, ml, train_model, critic]
+NOOP_ACTIVITIES: list[Callable[..., Any]] = [
+    fetch_dataset,
+    research,
+    data_engineering,
+    execute_eda,
+    ml,
+    train_model,
+    critic,
+]
 
 
 async def main() -> None:
@@ -101,7 +114,7 @@ async def main() -> None:
         task_queue=settings.temporal_task_queue,
         workflows=WORKFLOWS,
         activities=NOOP_ACTIVITIES,
-        **worker_tuning(),
+        **{**worker_tuning(), **json.loads(os.environ.get("BENCH_WORKER_OPTIONS", "{}"))},
     )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -68,8 +68,8 @@ def _describe(event: HistoryEvent, activities: dict[int, str]) -> tuple[str | No
         size = _size(started.input) + _size(started.memo) + _size(started.search_attributes)
         return None, "start (input, memo, search attributes)", size
     if event.HasField("upsert_workflow_search_attributes_event_attributes"):
-        attributes = event.upsert_workflow_search_attributes_event_attributes
-        return "upsert search attributes", "search attributes", _size(attributes)
+        upserted = event.upsert_workflow_search_attributes_event_attributes
+        return "upsert search attributes", "search attributes", _size(upserted)
     if event.HasField("workflow_properties_modified_event_attributes"):
         memo = event.workflow_properties_modified_event_attributes.upserted_memo
         return "upsert memo", "memo", _size(memo)
@@ -126,14 +126,7 @@ async def query_sizes(client: Client, run_id: str) -> dict[str, int]:
 
 async def one_history(client: Client, driver: Driver) -> tuple[str, list[Step]]:
     run_id = f"wf-sizes-{uuid.uuid4().hex[:8]}"
-    original_start = driver.start
-
-    async def start_with_id(_: str) -> None:
-        await original_start(run_id)
-
-    driver.start = start_with_id  # type: ignore[method-assign]
-    await one_run(driver, 0.05)
-    driver.start = original_start  # type: ignore[method-assign]
+    await one_run(driver, 0.05, run_id)
     return run_id, await history_by_step(client, run_id)
 
 
@@ -158,9 +151,7 @@ async def measure() -> dict[str, object]:
             await stack.start(api=False)
             assert stack.client is not None
             client = stack.client
-            service_id, service = await one_history(
-                client, ClientDriver(client, stack.task_queue)
-            )
+            service_id, service = await one_history(client, ClientDriver(client, stack.task_queue))
             _, bare = await one_history(client, BareDriver(client, stack.bare_task_queue))
             return {
                 "service_run": summary(service),
@@ -173,18 +164,27 @@ def print_table(results: dict[str, object]) -> None:
     for run in ("service_run", "bare_run"):
         data = results[run]
         assert isinstance(data, dict)
-        print(f"\n{run}: {data['events']} events, {data['history_bytes']} history bytes, "
-              f"{data['payload_bytes']} payload bytes, {data['commands']} commands", file=sys.stderr)  # fmt: skip
+        totals = (
+            f"{data['events']} events, {data['history_bytes']} history bytes, "
+            f"{data['payload_bytes']} payload bytes, {data['commands']} commands"
+        )
+        print(f"\n{run}: {totals}", file=sys.stderr)
         for step in data["steps"]:
             sizes = ", ".join(f"{k} {v} B" for k, v in step["payload_bytes"].items())
-            print(f"  {step['step']:<24} {'; '.join(step['commands']) or '-':<70} {sizes}",
-                  file=sys.stderr)  # fmt: skip
+            commands = "; ".join(step["commands"]) or "-"
+            print(f"  {step['step']:<24} {commands:<70} {sizes}", file=sys.stderr)
     print(f"\nreads: {results['service_reads']}", file=sys.stderr)
 
 
-def main() -> None:
+def run_benchmark() -> dict[str, object]:
+    """The sizes, with the per-step table on stderr for a person to read."""
     results = asyncio.run(measure())
     print_table(results)
+    return results
+
+
+def main() -> None:
+    results = run_benchmark()
     json.dump(results, sys.stdout, indent=2)
     print()
 

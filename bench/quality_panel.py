@@ -51,8 +51,9 @@ def digits() -> pd.DataFrame:
     return frame
 
 
-def caravan_like(rows: int = 5822, seed: int = 1) -> pd.DataFrame:
-    """About 6% buyers among many weak, coded socio-demographic features (like CoIL caravan)."""
+def caravan_like(rows: int = 10_000, seed: int = 1) -> pd.DataFrame:
+    """About 6% buyers among many weak, coded socio-demographic features (like CoIL caravan,
+    whose training and test parts together have about 10,000 rows)."""
     rng = np.random.default_rng(seed)
     codes = rng.integers(0, 10, size=(rows, 80))
     frame = pd.DataFrame(codes, columns=[f"M{i:02d}" for i in range(80)])

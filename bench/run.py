@@ -6,6 +6,8 @@
 - peak memory (tracemalloc) of profiling vs. of reading.
 - profiling a 1 GB CSV: time and peak RSS vs. DuckDB's SUMMARIZE (bench/big_profile.py).
 - live progress: Temporal calls with 50 watchers of a run's events vs. with 1 (bench/events_fanout.py).
+- the service vs. a bare Temporal workflow of the same shape: latency, throughput, CPU, reads,
+  parked runs' memory (bench/engine_floor.py); one run's history sizes (bench/payload_sizes.py).
 """
 
 from __future__ import annotations
@@ -26,7 +28,9 @@ import pandas as pd
 from activities.column_plan import profile_for_goal
 from activities.sandbox import Isolation, SandboxLimits, run_python
 from bench.big_profile import run_benchmark as big_profile_benchmark
+from bench.engine_floor import run_benchmark as engine_floor_benchmark
 from bench.events_fanout import run_benchmark as events_fanout_benchmark
+from bench.payload_sizes import run_benchmark as payload_sizes_benchmark
 from tests.sample_data import make_churn
 
 REPEATS = 5
@@ -74,7 +78,7 @@ def main() -> None:
             )
         )
 
-    results = {
+    results: dict[str, object] = {
         "profile_csv_vs_read_csv": {"baseline_s": read, "measured_s": profile,
                                     "ratio": profile / read},
         "profile_csv_peak_memory_vs_read_csv": {"baseline_bytes": read_peak,
@@ -86,6 +90,8 @@ def main() -> None:
                                                   "ratio": unisolated / bare},
     }  # fmt: skip
     results["events_temporal_calls_50_vs_1_watchers"] = events_fanout_benchmark()
+    results["service_vs_bare_temporal_workflow"] = engine_floor_benchmark()
+    results["payload_sizes_one_run"] = payload_sizes_benchmark()
     results["profile_1gb_csv_vs_duckdb_summarize"] = big_profile_benchmark()
     print(json.dumps(results, indent=2))
 

@@ -499,6 +499,14 @@ VersionOption = Annotated[
         min=1, help="The version you reviewed; refused if another one is waiting (exit 5)."
     ),
 ]
+TargetOption = Annotated[
+    str | None,
+    typer.Option(
+        "--target",
+        help="The column to predict: required when the plan asks you to choose one (see "
+        "`show`); another column than the plan's re-plans the run for it.",
+    ),
+]
 
 
 @app.command()
@@ -507,11 +515,12 @@ def approve(
     ctx: typer.Context,
     workflow_id: RunId,
     version: VersionOption = None,
+    target: TargetOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Approve the waiting EDA code; the run executes it and goes on to training."""
     with _client(ctx) as client:
-        answer = client.approve(workflow_id, version)
+        answer = client.approve(workflow_id, version, target)
     if as_json:
         _emit_json(answer)
     else:
@@ -527,11 +536,12 @@ def reject(
         str | None, typer.Option("-m", "--message", help="What to change, for the agent.")
     ] = None,
     version: VersionOption = None,
+    target: TargetOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Send the EDA code back to the Data Engineering agent with your feedback."""
     with _client(ctx) as client:
-        answer = client.reject(workflow_id, message, version)
+        answer = client.reject(workflow_id, message, version, target)
     if as_json:
         _emit_json(answer)
     else:

@@ -157,21 +157,37 @@ class OrchestratorClient:
         """The full state: plan, generated code per step, results, review, usage."""
         return self._model(RunState, "GET", f"/workflow/{_segment(workflow_id)}")
 
-    def approve(self, workflow_id: str, version: int | None = None) -> ActionResponse:
-        """Approve the waiting EDA code; with `version`, only if that is the version waiting."""
-        body = {"version": version} if version is not None else None
+    def approve(
+        self, workflow_id: str, version: int | None = None, target: str | None = None
+    ) -> ActionResponse:
+        """Approve the waiting EDA code; with `version`, only if that is the version waiting.
+
+        With `target`, predict that column: a plan unsure of its target needs one, and a
+        target other than the plan's re-plans the run (the new code waits for approval).
+        """
+        body: dict[str, Any] = {}
+        if version is not None:
+            body["version"] = version
+        if target is not None:
+            body["target"] = target
         return self._model(
-            ActionResponse, "POST", f"/workflow/{_segment(workflow_id)}/approve", json=body
+            ActionResponse, "POST", f"/workflow/{_segment(workflow_id)}/approve", json=body or None
         )
 
     def reject(
-        self, workflow_id: str, feedback: str | None = None, version: int | None = None
+        self,
+        workflow_id: str,
+        feedback: str | None = None,
+        version: int | None = None,
+        target: str | None = None,
     ) -> ActionResponse:
         body: dict[str, Any] = {}
         if feedback is not None:
             body["feedback"] = feedback
         if version is not None:
             body["version"] = version
+        if target is not None:
+            body["target"] = target
         return self._model(
             ActionResponse, "POST", f"/workflow/{_segment(workflow_id)}/reject", json=body or None
         )

@@ -86,7 +86,22 @@ def plan_view(state: RunState) -> RenderableType:
         facts = Table.grid(padding=(0, 2))
         facts.add_column(style="bold")
         facts.add_column()
-        facts.add_row("Target", Text(f"{state.plan.target} ({state.plan.task_type})"))
+        plan = state.plan
+        facts.add_row("Target", Text(f"{plan.target} ({plan.task_type})"))
+        sureness = "chosen by the reviewer" if plan.chosen_by_reviewer else "from the goal"
+        facts.add_row("Confidence", Text(f"{plan.target_confidence:.0%} ({sureness})"))
+        if plan.target_candidates:
+            facts.add_row("Candidates", Text(", ".join(plan.target_candidates)))
+        if plan.needs_target_choice:
+            facts.add_row(
+                "Choose a target",
+                Text(
+                    "the plan is unsure which column to predict: approve with "
+                    f"`orchestrator approve {state.workflow_id} --target COLUMN` "
+                    f"(candidates: {', '.join([plan.target, *plan.target_candidates])})",
+                    style="bold yellow",
+                ),
+            )
         facts.add_row("Features", Text(", ".join(state.plan.features) or "all other columns"))
         facts.add_row("Excluded", Text(", ".join(state.plan.excluded_columns) or "-"))
         if state.plan.rationale:

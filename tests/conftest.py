@@ -26,6 +26,11 @@ from workflows.contract import SEARCH_ATTRIBUTES
 if TYPE_CHECKING:
     from tests.llm_standin import FakeLlmServer
 
+# Generated training scripts tune for TRAINING_TUNING_SECONDS (60 by default); the tests check
+# what the scripts do, not how well a minute of tuning does, so they get two seconds. Set
+# before any worker subprocess starts, which inherits it.
+os.environ.setdefault("TRAINING_TUNING_SECONDS", "2")
+
 BIN_DIR = Path(sys.executable).parent
 TEMPORAL_CLI = BIN_DIR / "temporal"
 TEST_SERVER = BIN_DIR / "temporal-test-server"

@@ -196,14 +196,23 @@ class FakeRunService:
         return RunList(workflows=summaries, count=len(summaries), next_page_token=None)
 
     async def approve(
-        self, workflow_id: str, version: int | None, principal: Principal
+        self,
+        workflow_id: str,
+        version: int | None,
+        principal: Principal,
+        target: str | None = None,
     ) -> RunStatusView:
-        return self._decide(workflow_id, "approve", version, None, principal)
+        return self._decide(workflow_id, "approve", version, None, principal, target)
 
     async def reject(
-        self, workflow_id: str, feedback: str | None, version: int | None, principal: Principal
+        self,
+        workflow_id: str,
+        feedback: str | None,
+        version: int | None,
+        principal: Principal,
+        target: str | None = None,
     ) -> RunStatusView:
-        return self._decide(workflow_id, "reject", version, feedback, principal)
+        return self._decide(workflow_id, "reject", version, feedback, principal, target)
 
     def _decide(
         self,
@@ -212,6 +221,7 @@ class FakeRunService:
         version: int | None,
         feedback: str | None,
         principal: Principal,
+        target: str | None = None,
     ) -> RunStatusView:
         self.calls[decision] += 1
         run = self.runs.get(workflow_id)
@@ -227,6 +237,7 @@ class FakeRunService:
             )
         self.decisions.append(
             {"decision": decision, "version": version, "feedback": feedback, "by": principal.name}
+            | ({"target": target} if target is not None else {})
         )
         run.status = RunStatus.RUNNING
         run.current_step = Step.BROWSER_AGENT if decision == "approve" else Step.DATA_ENGINEERING

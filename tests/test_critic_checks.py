@@ -18,7 +18,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import pytest
 from sklearn.datasets import load_diabetes
 
 from activities.column_plan import profile_for_goal
@@ -40,7 +39,9 @@ from workflows.models import (
 TUNING_SECONDS = "1"
 
 
-def context(path: Path, goal: str, plan: ResearchPlan | None = None, **kwargs: object) -> AgentContext:
+def context(
+    path: Path, goal: str, plan: ResearchPlan | None = None, **kwargs: object
+) -> AgentContext:
     profile = profile_for_goal(path, goal)
     info = DatasetInfo(
         source_url=str(path),
@@ -90,7 +91,9 @@ def train_and_review(
     if callable(edit):  # another brain's choice, made by editing the offline script
         code = code.model_copy(update={"code": edit(code.code)})
     result = run(code.code, Path(ctx.dataset.file_path), tmp_path, label)
-    review = review_training(ctx.model_copy(update={"training_code": code, "training_result": result}))
+    review = review_training(
+        ctx.model_copy(update={"training_code": code, "training_result": result})
+    )
     return code, result, review
 
 
@@ -120,7 +123,9 @@ def flats(rows: int = 1200, seed: int = 7, leak: bool = False) -> pd.DataFrame:
     size = rng.normal(90, 25, rows).clip(20, None).round(1)
     rooms = rng.integers(1, 7, rows)
     district = rng.choice(["north", "south", "east", "west", "centre"], rows)
-    price = size * 2500 + rooms * 8000 + (district == "centre") * 40_000 + rng.normal(0, 30_000, rows)
+    price = (
+        size * 2500 + rooms * 8000 + (district == "centre") * 40_000 + rng.normal(0, 30_000, rows)
+    )
     frame = pd.DataFrame({"size_m2": size, "rooms": rooms, "district": district})
     if leak:
         # Recorded after the sale: the price plus a little rounding noise, under an innocent name.
@@ -137,7 +142,12 @@ def defaults(rows: int = 3000, seed: int = 8, positive_share: float = 0.011) -> 
     late_payments = rng.poisson(0.3, rows)
     purpose = rng.choice(["car", "home", "study", "other"], rows)
     base = np.log(positive_share / (1 - positive_share))
-    logit = base + 2.0 * (debt_ratio - 0.28) / 0.16 * 0.5 + 0.9 * late_payments - 0.3 * (np.log(income) - 10.5)
+    logit = (
+        base
+        + 2.0 * (debt_ratio - 0.28) / 0.16 * 0.5
+        + 0.9 * late_payments
+        - 0.3 * (np.log(income) - 10.5)
+    )
     default = rng.random(rows) < 1 / (1 + np.exp(-logit))
     return pd.DataFrame(
         {
@@ -321,4 +331,6 @@ def test_findings_survive_histories_that_carry_only_text():
         {"source": "critic", "text": text, "step": "critic_agent", "at": "2026-01-01T00:00:00Z"}
     )
     assert old.findings == []
-    assert Finding.model_validate({"severity": "info", "category": "x", "message": "y"}).action is None
+    assert (
+        Finding.model_validate({"severity": "info", "category": "x", "message": "y"}).action is None
+    )

@@ -633,7 +633,7 @@ def test_worker_can_run_under_gvisor() -> None:
         ({"auth": {"mode": "none"}}, "auth.mode none"),
         ({"auth": {"mode": "oidc"}}, "auth.oidc.issuer"),
         ({"auth": {"mode": "sso"}}, 'auth.mode "sso"'),
-        ({"storage": {"url": "s3://bucket/runs"}}, "storage.url"),
+        ({"storage": {"url": "gs://bucket/runs"}}, "storage.url"),
         ({"worker": {"metricsPort": 0}}, "worker.metricsPort"),
         ({"worker": {"sandbox": {"hostUsers": True}}}, "hostUsers=false"),
         ({"metrics": {"requireToken": True}}, "METRICS_TOKEN"),
@@ -645,6 +645,34 @@ def test_values_that_cannot_work_stop_the_render_with_what_to_change(
 ) -> None:
     with pytest.raises(helm.HelmError, match=message.replace(".", r"\.")):
         render(values)
+
+
+def test_object_storage_replaces_the_shared_volume() -> None:
+    release = render(
+        {
+            "storage": {
+                "url": "s3://runs-bucket/orchestrator",
+                "endpointUrl": "http://minio.storage.svc:9000",
+                "region": "eu-west-1",
+            },
+            "secrets": {"values": {"STORAGE_ACCESS_KEY_ID": "AKIA", "STORAGE_SECRET_ACCESS_KEY": "s"}},
+        }
+    )
+    assert not release.of_kind("PersistentVolumeClaim")  # no disk shared by the pods
+    for component in ("api", "worker"):
+        env = release.environment(component)
+        assert env["STORAGE_URL"] == "s3://runs-bucket/orchestrator"
+        assert env["STORAGE_ENDPOINT_URL"] == "http://minio.storage.svc:9000"
+        assert env["STORAGE_REGION"] == "eu-west-1"
+        assert env["STORAGE_PRESIGN_DOWNLOADS"] == "false"
+        # The credentials come from the Secret, never as literal values.
+        assert env["STORAGE_ACCESS_KEY_ID"] is None
+        assert env["STORAGE_SECRET_ACCESS_KEY"] is None
+        volumes = release.deployment(component)["spec"]["template"]["spec"]["volumes"]
+        (data,) = [v for v in volumes if v["name"] == "data"]
+        assert "persistentVolumeClaim" not in data
+        assert data["emptyDir"]["sizeLimit"] == "20Gi"
+        validate_manifest(release.deployment(component))
 
 
 def test_auth_none_renders_when_a_proxy_authenticates() -> None:

@@ -566,6 +566,9 @@ class DataScienceRun:
             version=version,
             code=code,
             dataset_path=state.dataset_info.file_path,
+            # Where any worker finds it without a shared disk, and the checksum its copy must have.
+            dataset_key=state.dataset_info.storage_key,
+            dataset_sha256=state.dataset_info.sha256,
         )
         return await self._call(name, request, ExecutionResult)
 

@@ -151,6 +151,23 @@ class DatasetProfile(BaseModel):
     def column(self, name: str) -> ColumnProfile | None:
         return next((c for c in self.columns if c.name == name), None)
 
+    def for_plan(self, plan: ResearchPlan) -> DatasetProfile:
+        """This profile as if intake had chosen the plan's target: its task and class balance.
+
+        After a reviewer changes the target, every later agent reads the profile; its target
+        and balance must be the new target's, or class weighting would be judged for the old.
+        """
+        if plan.target == self.target or self.column(plan.target) is None:
+            return self
+        return self.model_copy(
+            update={
+                "target": plan.target,
+                "task_type": plan.task_type,
+                "class_balance": plan.class_balance,
+                "id_columns": [c for c in self.id_columns if c != plan.target],
+            }
+        )
+
 
 class DatasetInfo(BaseModel):
     source_url: str
@@ -205,6 +222,9 @@ class ResearchPlan(BaseModel):
     target_candidates: list[str] = Field(default_factory=list)
     needs_target_choice: bool = False
     chosen_by_reviewer: bool = False
+    # Rows per class of a target the reviewer chose, counted by research over the whole file
+    # (the profile's own balance describes intake's target); None for a regression.
+    class_balance: dict[str, int] | None = None
 
 
 class RequestOutcome(BaseModel):
@@ -294,6 +314,16 @@ class AgentContext(BaseModel):
     version: int = 1
     # The target a reviewer chose; research must plan for exactly this column.
     target_choice: str | None = None
+
+    def with_planned_target(self) -> AgentContext:
+        """This context with the dataset profile describing the plan's target (its task and
+        class balance), for the agents after research when a reviewer changed the target."""
+        if self.plan is None or self.plan.target == self.dataset.profile.target:
+            return self
+        profile = self.dataset.profile.for_plan(self.plan)
+        return self.model_copy(
+            update={"dataset": self.dataset.model_copy(update={"profile": profile})}
+        )
 
 
 # --- Execution --------------------------------------------------------------------------------

@@ -1,8 +1,17 @@
-"""The Research agent: a modelling plan written for this dataset and this goal."""
+"""The Research agent: a modelling plan written for this dataset and this goal.
+
+The target comes from reading the goal (activities/column_plan.py): when that reading is
+unsure, the plan says so, lists the candidates, and the reviewer must choose at approval.
+A target the reviewer chose is planned for exactly, and everything that depends on it
+(features, exclusions, the class balance and its weighting) is worked out again for it.
+"""
 
 from __future__ import annotations
 
-from activities.offline.names import normalize
+from collections.abc import Sequence
+from pathlib import Path
+
+from activities.column_plan import ClassCounter, TargetReading, read_goal, retarget_profile
 from activities.offline.selection import (
     SEED,
     TEST_SIZE,
@@ -15,8 +24,8 @@ from activities.offline.selection import (
     model_names,
     plan_columns,
 )
-from activities.offline.target import GENERIC_TARGET_NAMES
-from workflows.models import DatasetProfile, ResearchPlan
+from activities.profiling import class_counts
+from workflows.models import DatasetProfile, Feedback, ResearchPlan
 
 
 def _names(columns: list[str], limit: int = 6) -> str:
@@ -31,20 +40,17 @@ def _number(value: float) -> str:
 
 def _balance_text(profile: DatasetProfile, limit: int = 4) -> str:
     counts = profile.class_balance or {}
+    if not counts:
+        return "counted by the EDA (this worker could not read the file to count them)"
     total = sum(counts.values()) or 1
     parts = [f"{label} {n:,} ({n / total:.0%})" for label, n in list(counts.items())[:limit]]
     more = f", {len(counts) - limit} more classes" if len(counts) > limit else ""
     return ", ".join(parts) + more
 
 
-def _why_target(goal: str, profile: DatasetProfile, target: str) -> str:
-    if normalize(target) and normalize(target) in normalize(goal):
-        return "the goal names it"
-    if normalize(target) in GENERIC_TARGET_NAMES:
-        return "it is the dataset's conventionally named target column"
-    if profile.columns and profile.columns[-1].name == target:
-        return "no column matched the goal's wording, and the last column is the usual target"
-    return "it is the column that best matches the goal's wording"
+def _candidates_text(reading: TargetReading, target: str) -> str:
+    others = [c for c in reading.candidates if c.column != target]
+    return ", ".join(f"{c.column!r} ({c.task_type}, score {c.score:.2f})" for c in others)
 
 
 def _exclusion_steps(cols: ColumnPlan) -> list[str]:
@@ -54,9 +60,26 @@ def _exclusion_steps(cols: ColumnPlan) -> list[str]:
     return [f"Exclude {_names(names)} ({reason})." for reason, names in by_reason.items()]
 
 
-def plan_research(user_goal: str, profile: DatasetProfile) -> ResearchPlan:
-    """A plan for this data: target, cleaning, encoding, imbalance, models and metric."""
-    cols = plan_columns(profile, goal=user_goal)
+def plan_research(
+    user_goal: str,
+    profile: DatasetProfile,
+    target_choice: str | None = None,
+    feedback: Sequence[Feedback] = (),
+    dataset_path: str | Path | None = None,
+    counter: ClassCounter = class_counts,
+) -> ResearchPlan:
+    """A plan for this data: target, cleaning, encoding, imbalance, models and metric.
+
+    `target_choice` is the column a reviewer chose: the plan predicts exactly it.
+    """
+    reading = read_goal(user_goal, profile.columns, profile.id_columns)
+    chosen = target_choice is not None
+    if target_choice is not None:
+        profile = retarget_profile(profile, target_choice, user_goal, dataset_path, counter)
+    cols = plan_columns(profile, goal=user_goal, feedback=feedback)
+    if target_choice is not None and cols.target != target_choice:
+        # Older feedback named another target in words; the reviewer's latest choice stands.
+        cols = plan_columns(profile, goal=user_goal)
     target = cols.target
     target_profile = profile.column(target)
     assert target_profile is not None
@@ -66,6 +89,13 @@ def plan_research(user_goal: str, profile: DatasetProfile) -> ResearchPlan:
     linear, trees = model_names(cols.task_type, profile.rows)
     by_name = {c.name: c for c in profile.columns}
     steps: list[str] = []
+    unsure = not chosen and (reading.needs_choice or reading.target != target)
+    if unsure:
+        steps.append(
+            f"Choose the target before anything runs: {reading.reason}. This plan assumes "
+            f"{target!r}; other candidates: {_candidates_text(reading, target) or 'none'}. "
+            "Approve with the column to predict."
+        )
 
     if classification:
         kind = "binary" if n_classes <= 2 else f"{n_classes}-class"
@@ -138,8 +168,14 @@ def plan_research(user_goal: str, profile: DatasetProfile) -> ResearchPlan:
         )
     steps.append("Report the strongest features and any sign of leakage or overfitting.")
 
+    if chosen:
+        why_target = "the reviewer chose it"
+    elif unsure:
+        why_target = f"it is the likeliest reading of the goal, but unsure ({reading.reason})"
+    else:
+        why_target = reading.reason.split(": ", 1)[-1]
     rationale = (
-        f"Target {target!r} because {_why_target(user_goal, profile, target)}; "
+        f"Target {target!r} because {why_target}; "
         f"{cols.task_type} because "
         + (
             "its values are labels or a few whole numbers"
@@ -150,6 +186,13 @@ def plan_research(user_goal: str, profile: DatasetProfile) -> ResearchPlan:
         + (f", {len(cols.excluded)} excluded as listed in the steps" if cols.excluded else "")
         + f". {metric.label} is the metric: {metric.why}."
     )
+    if chosen:
+        confidence, candidates = 1.0, []
+    elif reading.target == target:
+        confidence, candidates = reading.confidence, reading.runners_up
+    else:  # the profile was decided otherwise (an older intake): offer the reading's choice
+        confidence = 0.0
+        candidates = [c.column for c in reading.candidates if c.column != target]
     return ResearchPlan(
         steps=steps,
         target=target,
@@ -157,4 +200,9 @@ def plan_research(user_goal: str, profile: DatasetProfile) -> ResearchPlan:
         features=cols.features,
         excluded_columns=list(cols.excluded),
         rationale=rationale,
+        target_confidence=confidence,
+        target_candidates=candidates,
+        needs_target_choice=unsure,
+        chosen_by_reviewer=chosen,
+        class_balance=profile.class_balance if chosen and classification else None,
     )

@@ -7,11 +7,13 @@ constants and the candidate models, written here.
 from __future__ import annotations
 
 import os
+import pprint
 
 from activities import script_rules
 from activities.offline.critic_requests import critic_request_outcomes
 from activities.offline.feedback import latest, not_done_text
 from activities.offline.selection import (
+    FOREST_MAX_ROWS,
     SEED,
     TEST_SIZE,
     ColumnPlan,
@@ -31,18 +33,41 @@ MAX_CATEGORIES = 20  # one-hot columns per categorical feature; rarer levels are
 # ones used after a run failed.
 ROW_LIMITS = (300_000, 50_000)
 LIGHT_ROW_LIMITS = (50_000, 20_000)
-# Below this many rows a random forest is affordable next to boosting (a forest on more rows
-# takes minutes on one core); boosting is a candidate at every size.
-FOREST_MAX_ROWS = 10_000
 # Seconds of light tuning after the default candidates; the script reads
 # TRAINING_TUNING_SECONDS at run time too, so a run can be given less or more.
 DEFAULT_TUNING_SECONDS = 60.0
 
 # The settings tried within the tuning budget, per model family.
-LINEAR_C = [0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0]
-RIDGE_ALPHA = [0.01, 0.1, 1.0, 3.0, 10.0, 30.0, 100.0]
-FOREST_SEARCH = {"min_samples_leaf": [1, 2, 3, 5, 10], "max_features": ["sqrt", 0.33, 0.5, 0.8]}
-BOOSTING_SEARCH = {
+LINEAR_C: list[object] = [0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0]
+RIDGE_ALPHA: list[object] = [0.01, 0.1, 1.0, 3.0, 10.0, 30.0, 100.0]
+FOREST_SEARCH: dict[str, list[object]] = {
+    "min_samples_leaf": [1, 2, 3, 5, 10],
+    "max_features": ["sqrt", 0.33, 0.5, 0.8],
+}
+# Tried first: a slow, regularised learner (weak signals, many features) and a roomier one
+# (interactions, many rows).
+BOOSTING_STARTS: list[dict[str, object]] = [
+    {
+        "learning_rate": 0.05,
+        "max_iter": 400,
+        "max_leaf_nodes": 15,
+        "min_samples_leaf": 20,
+        "l2_regularization": 1.0,
+        "max_features": 0.5,
+        "early_stopping": True,  # stops when a held-out tenth stops improving: cheaper
+    },
+    {
+        "learning_rate": 0.1,
+        "max_iter": 400,
+        "max_leaf_nodes": 63,
+        "min_samples_leaf": 10,
+        "l2_regularization": 0.1,
+        "max_features": 0.8,
+        "early_stopping": True,
+    },
+]
+FOREST_STARTS: list[dict[str, object]] = [{"min_samples_leaf": 3, "max_features": 0.5}]
+BOOSTING_SEARCH: dict[str, list[object]] = {
     "learning_rate": [0.02, 0.05, 0.1, 0.2],
     "max_iter": [100, 200, 400],
     "max_leaf_nodes": [7, 15, 31, 63],
@@ -70,15 +95,30 @@ def tuning_seconds() -> float:
 
 
 def _candidate(
-    name: str, why: str, class_name: str, args: list[str], encoding: str, extra: list[str]
+    name: str,
+    why: str,
+    class_name: str,
+    args: list[str],
+    encoding: str,
+    search: dict[str, list[object]],
+    starts: list[dict[str, object]],
+    weighted: bool,
 ) -> list[str]:
-    estimator = call(class_name, args, indent=12)
+    """One entry of candidate_models(), wrapped under 100 characters."""
+
+    def keyword(key: str, value: object) -> str:
+        prefix = f"            {key}="
+        text = pprint.pformat(value, width=99 - len(prefix), compact=True, sort_dicts=False)
+        return prefix + text.replace("\n", "\n" + " " * len(prefix)) + ","
+
     return [
         f"        # {why}",
         f'        "{name}": Candidate(',
-        estimator + ",",
+        call(class_name, args, indent=12) + ",",
         f'            "{encoding}",',
-        *[f"            {e}," for e in extra],
+        keyword("search", search),
+        *([keyword("starts", starts)] if starts else []),
+        *(["            weighted=True,"] if weighted else []),
         "        ),",
     ]
 
@@ -91,7 +131,6 @@ def _candidates_source(cols: ColumnPlan, rows: int) -> tuple[str, list[str]]:
     trees = 100 if critic.run_failed else 200
     kind = "Classifier" if classification else "Regressor"
     weight = ["class_weight=CLASS_WEIGHT"] if classification else []
-    weighted = ["weighted=True"] if classification else []
     regularised = ["l2_regularization=1.0", "max_leaf_nodes=15"] if critic.overfitting else []
 
     lines = [
@@ -109,7 +148,9 @@ def _candidates_source(cols: ColumnPlan, rows: int) -> tuple[str, list[str]]:
             "LogisticRegression",
             ["max_iter=2000", *weight, "random_state=SEED"],
             "one_hot",
-            [repr({"C": LINEAR_C}), *weighted],
+            {"C": LINEAR_C},
+            [{"C": 0.1}, {"C": 0.01}],
+            True,
         )
     else:
         names.append("ridge")
@@ -119,7 +160,9 @@ def _candidates_source(cols: ColumnPlan, rows: int) -> tuple[str, list[str]]:
             "Ridge",
             ["alpha=1.0", "random_state=SEED"],
             "one_hot",
-            [repr({"alpha": RIDGE_ALPHA})],
+            {"alpha": RIDGE_ALPHA},
+            [{"alpha": 10.0}],
+            False,
         )
     # A failed run (time, memory) drops the forests, the heaviest models here.
     use_forest = (rows < FOREST_MAX_ROWS or critic.beat_baseline) and not critic.run_failed
@@ -137,7 +180,9 @@ def _candidates_source(cols: ColumnPlan, rows: int) -> tuple[str, list[str]]:
                 "n_jobs=1",
             ],
             "ordinal",
-            [repr(FOREST_SEARCH), *weighted],
+            FOREST_SEARCH,
+            FOREST_STARTS,
+            classification,
         )
     if critic.beat_baseline and not critic.run_failed:
         names.append("extra_trees")
@@ -153,7 +198,9 @@ def _candidates_source(cols: ColumnPlan, rows: int) -> tuple[str, list[str]]:
                 "n_jobs=1",
             ],
             "ordinal",
-            [repr(FOREST_SEARCH), *weighted],
+            FOREST_SEARCH,
+            [],
+            classification,
         )
     names.append("hist_gradient_boosting")
     lines += _candidate(
@@ -169,7 +216,9 @@ def _candidates_source(cols: ColumnPlan, rows: int) -> tuple[str, list[str]]:
             "random_state=SEED",
         ],
         "ordinal",
-        [repr(BOOSTING_SEARCH), *weighted],
+        BOOSTING_SEARCH,
+        BOOSTING_STARTS,
+        classification,
     )
     lines.append("    }")
     return "\n".join(lines), names

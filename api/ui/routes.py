@@ -279,10 +279,11 @@ async def approve_from_desk(
     workflow_id: str,
     principal: Approver,
     version: Annotated[int, Form(ge=1)],
+    target: Annotated[str | None, Form(max_length=500)] = None,
 ) -> Response:
     require_same_origin(request)
     try:
-        await _runs(request).approve(workflow_id, version, principal)
+        await _runs(request).approve(workflow_id, version, principal, target=target or None)
     except (WrongRunState, Forbidden) as err:
         return await _run_page(
             request, principal, workflow_id, error=err.detail, status_code=err.status_code

@@ -131,7 +131,7 @@ def _read_addressed(store: ArtifactStore, workflow_id: str, version: int) -> lis
     """What an earlier version did about each request, as its Data Engineering step kept it."""
     name = f"{Step.DATA_ENGINEERING.value}/v{version}/{ADDRESSED_FILE}"
     try:
-        raw = store.resolve(workflow_id, name).read_text(encoding="utf-8")
+        raw = store.read_bytes(workflow_id, name).decode("utf-8")
         return [RequestOutcome.model_validate(item) for item in json.loads(raw)]
     except (ArtifactNotFound, OSError, ValueError):
         return []  # versions written before the file existed
@@ -140,7 +140,7 @@ def _read_addressed(store: ArtifactStore, workflow_id: str, version: int) -> lis
 def _read_code(store: ArtifactStore, workflow_id: str, version: int) -> str | None:
     name = f"{Step.DATA_ENGINEERING.value}/v{version}/{CODE_FILE}"
     try:
-        return store.resolve(workflow_id, name).read_text(encoding="utf-8", errors="replace")
+        return store.read_bytes(workflow_id, name).decode("utf-8", errors="replace")
     except (ArtifactNotFound, OSError):
         return None
 

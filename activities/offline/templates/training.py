@@ -14,6 +14,7 @@ What the agent decided for one dataset lives in the plan block: constants and ca
 import json
 import os
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -99,6 +100,7 @@ class Candidate:
     encoding: str  # "one_hot": imputed, scaled, one-hot (linear models); "ordinal": trees
     search: dict[str, list[Any]] = field(default_factory=dict)
     weighted: bool = False  # takes class_weight
+    starts: list[dict[str, Any]] = field(default_factory=list)  # tried first, in order
 
 
 def tree_categorical_mask() -> list[bool] | None:
@@ -276,10 +278,12 @@ def mean_score(scores: np.ndarray) -> float:
 
 @dataclass
 class Choice:
-    """The best settings found so far for one model family, and their fold scores."""
+    """The best settings found so far for one model family, their fold scores, and how long
+    one cross-validation of the family took (to tell whether another fits in the budget)."""
 
     params: dict[str, Any]
     scores: np.ndarray
+    seconds: float
     trials: int = 1
 
     @property
@@ -290,78 +294,86 @@ class Choice:
 class Search:
     """Cross-validated trials of settings on the CV rows, within the tuning time budget."""
 
-    def __init__(self, X: pd.DataFrame, y: pd.Series, deadline: float) -> None:
+    def __init__(self, X: pd.DataFrame, y: pd.Series) -> None:
         self.X, self.y = X, y
         self.cv = cross_validator(y)
-        self.deadline = deadline
-        self.last_trial_seconds = 0.0
+        self.deadline = float("inf")
         self.log: list[str] = []
 
-    def score(self, estimator: Any) -> np.ndarray:
+    def evaluate(self, estimator: Any) -> tuple[np.ndarray, float]:
+        """The fold scores of `estimator`, and the seconds they took."""
         started = time.perf_counter()
         scores = cross_val_score(
             estimator, self.X, self.y, cv=self.cv, scoring=METRIC, n_jobs=1, error_score=np.nan
         )
-        self.last_trial_seconds = time.perf_counter() - started
-        return np.asarray(scores, dtype=float)
+        return np.asarray(scores, dtype=float), time.perf_counter() - started
 
-    def time_left(self) -> bool:
-        """Whether one more trial as long as the last one still ends before the deadline."""
-        return time.perf_counter() + self.last_trial_seconds < self.deadline
+    def fits(self, seconds: float, deadline: float | None = None) -> bool:
+        """Whether a trial that long still ends before the deadline."""
+        return time.perf_counter() + seconds < (self.deadline if deadline is None else deadline)
 
     def try_settings(
         self, name: str, candidate: Candidate, choice: Choice, params: dict[str, Any]
     ) -> Choice:
         """The better of the current choice and `params`, by more than the tie margin."""
         trial = {**choice.params, **params}
-        scores = self.score(make_pipeline(candidate, trial))
-        better = mean_score(scores) > choice.mean + TIE_MARGIN
-        if better:
+        scores, seconds = self.evaluate(make_pipeline(candidate, trial))
+        if mean_score(scores) > choice.mean + TIE_MARGIN:
             self.log.append(f"{name}: {params} -> {mean_score(scores):.4f}")
-            return Choice(trial, scores, choice.trials + 1)
+            return Choice(trial, scores, seconds, choice.trials + 1)
         choice.trials += 1
+        choice.seconds = max(choice.seconds, seconds)
         return choice
 
 
-def sample_settings(search: dict[str, list[Any]], rng: np.random.Generator) -> dict[str, Any]:
-    return {key: values[int(rng.integers(len(values)))] for key, values in search.items()}
+def settings_to_try(candidate: Candidate, rng: np.random.Generator) -> Iterator[dict[str, Any]]:
+    """The candidate's starting points first, then random draws from its search space."""
+    yield from candidate.starts
+    if not candidate.search:
+        return
+    space = 1
+    for values in candidate.search.values():
+        space *= len(values)
+    seen = {repr(sorted(start.items())) for start in candidate.starts}
+    while len(seen) < space:
+        params = {k: v[int(rng.integers(len(v)))] for k, v in candidate.search.items()}
+        key = repr(sorted(params.items()))
+        if key not in seen:
+            seen.add(key)
+            yield params
 
 
 def tune(
-    candidates: dict[str, Candidate], choices: dict[str, Choice], search: Search
+    candidates: dict[str, Candidate],
+    choices: dict[str, Choice],
+    search: Search,
+    deadline: float,
 ) -> dict[str, Choice]:
-    """Class weighting, then settings of the leading families, while the budget lasts."""
+    """Class weighting, then settings of the two leading families in turns, until `deadline`."""
     rng = np.random.default_rng(SEED)
     ranked = sorted(choices, key=lambda n: choices[n].mean, reverse=True)
     if TASK_TYPE == "classification":
         # Class weighting, chosen by validation: the other option for the leading family.
         leader = ranked[0]
-        if candidates[leader].weighted and search.time_left():
+        if candidates[leader].weighted and search.fits(choices[leader].seconds, deadline):
             current = choices[leader].params.get("class_weight", CLASS_WEIGHT)
             other = None if current == "balanced" else "balanced"
             choices[leader] = search.try_settings(
                 leader, candidates[leader], choices[leader], {"class_weight": other}
             )
-    # The two leading families take turns, each trying one sampled setting per turn.
-    tunable = [n for n in ranked[:2] if candidates[n].search]
-    tried: dict[str, set[str]] = {n: set() for n in tunable}
-    while tunable and search.time_left():
-        progressed = False
-        for name in tunable:
-            candidate = candidates[name]
-            if choices[name].trials >= MAX_TRIALS_PER_MODEL or not search.time_left():
+    queues = {n: settings_to_try(candidates[n], rng) for n in ranked[:2]}
+    while queues:
+        for name in list(queues):
+            choice = choices[name]
+            params = next(queues[name], None)
+            if (
+                params is None
+                or choice.trials >= MAX_TRIALS_PER_MODEL
+                or not search.fits(choice.seconds, deadline)
+            ):
+                del queues[name]
                 continue
-            params = sample_settings(candidate.search, rng)
-            key = repr(sorted(params.items()))
-            if key in tried[name]:
-                choices[name].trials += 1
-                progressed = True
-                continue
-            tried[name].add(key)
-            choices[name] = search.try_settings(name, candidate, choices[name], params)
-            progressed = True
-        if not progressed:
-            break
+            choices[name] = search.try_settings(name, candidates[name], choice, params)
     return choices
 
 
@@ -476,26 +488,30 @@ def main() -> None:
             stratify=y_train if classification and can_stratify(y_train, 0.5) else None,
         )
     candidates = candidate_models()
-    search = Search(X_cv, y_cv, deadline=float("inf"))
+    search = Search(X_cv, y_cv)
     print(f"\nCross-validation ({search.cv.get_n_splits()} folds, {len(X_cv):,} rows, {METRIC}):")
     choices: dict[str, Choice] = {}
     for name, candidate in candidates.items():
-        choices[name] = Choice({}, search.score(make_pipeline(candidate)))
-        print(f"  {name:<30} {choices[name].mean:.4f} +/- {np.std(choices[name].scores):.4f}")
+        scores, seconds = search.evaluate(make_pipeline(candidate))
+        choices[name] = Choice({}, scores, seconds)
+        print(f"  {name:<30} {mean_score(scores):.4f} +/- {np.std(scores):.4f} ({seconds:.1f} s)")
     defaults = {name: choice.mean for name, choice in choices.items()}
 
     # Light tuning within the time budget; every change must win by more than the tie margin.
+    # The last part of the budget is kept for a blend of the two best models.
     tuning_started = time.perf_counter()
     search.deadline = tuning_started + TUNING_SECONDS
-    choices = tune(candidates, choices, search)
+    ranked = sorted(choices, key=lambda n: choices[n].mean, reverse=True)
+    blend_seconds = sum(choices[n].seconds for n in ranked[:2]) if len(ranked) > 1 else 0.0
+    choices = tune(candidates, choices, search, deadline=search.deadline - blend_seconds)
     ranked = sorted(choices, key=lambda n: choices[n].mean, reverse=True)
     best = ranked[0]
     best_scores = choices[best].scores
     chosen: Any = make_pipeline(candidates[best], choices[best].params)
-    if len(ranked) > 1 and search.time_left():
+    if len(ranked) > 1 and search.fits(blend_seconds):
         second = ranked[1]
         pair = [(n, make_pipeline(candidates[n], choices[n].params)) for n in (best, second)]
-        blend_scores = search.score(blend(pair))
+        blend_scores, _ = search.evaluate(blend(pair))
         if mean_score(blend_scores) > choices[best].mean + TIE_MARGIN:
             search.log.append(f"blend of {best} and {second} -> {mean_score(blend_scores):.4f}")
             best, best_scores, chosen = f"blend_{best}_{second}", blend_scores, blend(pair)

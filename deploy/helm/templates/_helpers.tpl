@@ -91,6 +91,16 @@ print as 2.097152e+08, which an int setting refuses; whole numbers print as inte
 {{- define "orchestrator.commonEnv" -}}
 - name: DATA_DIR
   value: {{ .Values.storage.mountPath | quote }}
+- name: STORAGE_URL
+  value: {{ .Values.storage.url | quote }}
+- name: STORAGE_ENDPOINT_URL
+  value: {{ .Values.storage.endpointUrl | quote }}
+- name: STORAGE_REGION
+  value: {{ .Values.storage.region | quote }}
+- name: STORAGE_PRESIGN_DOWNLOADS
+  value: {{ .Values.storage.presignDownloads | quote }}
+{{ include "orchestrator.secretEnv" (dict "root" . "name" "STORAGE_ACCESS_KEY_ID") }}
+{{ include "orchestrator.secretEnv" (dict "root" . "name" "STORAGE_SECRET_ACCESS_KEY") }}
 - name: METRICS_ENABLED
   value: {{ .Values.metrics.enabled | quote }}
 {{ include "orchestrator.secretEnv" (dict "root" . "name" "PAYLOAD_ENCRYPTION_KEYS") }}
@@ -130,9 +140,13 @@ print as 2.097152e+08, which an int setting refuses; whole numbers print as inte
   emptyDir:
     sizeLimit: {{ .tmpSizeLimit }}
 - name: data
-{{- if .root.Values.storage.persistence.enabled }}
+{{- if and .root.Values.storage.persistence.enabled (not .root.Values.storage.url) }}
   persistentVolumeClaim:
     claimName: {{ include "orchestrator.claimName" .root }}
+{{- else if .root.Values.storage.url }}
+  # Object storage holds the data; this is the pod's own scratch and dataset cache.
+  emptyDir:
+    sizeLimit: {{ .root.Values.storage.cacheSizeLimit }}
 {{- else }}
   emptyDir: {}
 {{- end }}
@@ -168,8 +182,8 @@ capabilities:
 
 {{/* Values that cannot work together fail the render with what to change. */}}
 {{- define "orchestrator.checks" -}}
-{{- if .Values.storage.url -}}
-{{- fail "storage.url: this version keeps DATA_DIR on a volume only; leave storage.url empty and use storage.persistence" -}}
+{{- if and .Values.storage.url (not (hasPrefix "s3://" .Values.storage.url)) -}}
+{{- fail (printf "storage.url %q: use s3://bucket/prefix, or leave it empty for the shared volume" .Values.storage.url) -}}
 {{- end -}}
 {{- if not (has .Values.auth.mode (list "none" "api_key" "oidc")) -}}
 {{- fail (printf "auth.mode %q: use api_key, oidc or none" .Values.auth.mode) -}}
@@ -190,7 +204,7 @@ capabilities:
 {{- fail "metrics.requireToken needs METRICS_TOKEN in secrets.existingSecret or secrets.values" -}}
 {{- end -}}
 {{- range $key, $value := .Values.config -}}
-{{- if has $key (list "HOST" "PORT" "DATA_DIR" "AUTH_MODE" "API_KEYS_FILE" "SANDBOX" "TEMPORAL_ADDRESS" "TEMPORAL_NAMESPACE" "TEMPORAL_TASK_QUEUE" "WORKER_METRICS_HOST" "WORKER_METRICS_PORT" "METRICS_ENABLED" "OPENAI_API_KEY" "ANTHROPIC_API_KEY" "PAYLOAD_ENCRYPTION_KEYS" "WEBHOOK_SECRET" "METRICS_TOKEN" "TEMPORAL_API_KEY" "TEMPORAL_TLS_CERT_PATH" "TEMPORAL_TLS_KEY_PATH" "TEMPORAL_TLS_CA_PATH" "TEMPORAL_TLS_SERVER_NAME" "ALLOW_INSECURE_BIND" "OIDC_ISSUER" "OIDC_AUDIENCE" "OIDC_JWKS_URL" "OIDC_ROLES_CLAIM" "OIDC_LEEWAY_SECONDS") -}}
+{{- if has $key (list "HOST" "PORT" "DATA_DIR" "AUTH_MODE" "API_KEYS_FILE" "SANDBOX" "TEMPORAL_ADDRESS" "TEMPORAL_NAMESPACE" "TEMPORAL_TASK_QUEUE" "WORKER_METRICS_HOST" "WORKER_METRICS_PORT" "METRICS_ENABLED" "OPENAI_API_KEY" "ANTHROPIC_API_KEY" "PAYLOAD_ENCRYPTION_KEYS" "WEBHOOK_SECRET" "METRICS_TOKEN" "TEMPORAL_API_KEY" "TEMPORAL_TLS_CERT_PATH" "TEMPORAL_TLS_KEY_PATH" "TEMPORAL_TLS_CA_PATH" "TEMPORAL_TLS_SERVER_NAME" "ALLOW_INSECURE_BIND" "OIDC_ISSUER" "OIDC_AUDIENCE" "OIDC_JWKS_URL" "OIDC_ROLES_CLAIM" "OIDC_LEEWAY_SECONDS" "STORAGE_URL" "STORAGE_ENDPOINT_URL" "STORAGE_REGION" "STORAGE_PRESIGN_DOWNLOADS" "STORAGE_ACCESS_KEY_ID" "STORAGE_SECRET_ACCESS_KEY") -}}
 {{- fail (printf "config.%s: set it through its own value (see values.yaml), not config" $key) -}}
 {{- end -}}
 {{- end -}}
