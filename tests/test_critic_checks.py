@@ -118,7 +118,7 @@ def write(frame: pd.DataFrame, tmp_path: Path, name: str) -> Path:
 # --- Datasets built to trigger one check each ------------------------------------------------
 
 
-def flats(rows: int = 1200, seed: int = 7, leak: bool = False) -> pd.DataFrame:
+def flats(rows: int = 800, seed: int = 7, leak: bool = False) -> pd.DataFrame:
     rng = np.random.default_rng(seed)
     size = rng.normal(90, 25, rows).clip(20, None).round(1)
     rooms = rng.integers(1, 7, rows)
@@ -134,7 +134,7 @@ def flats(rows: int = 1200, seed: int = 7, leak: bool = False) -> pd.DataFrame:
     return frame
 
 
-def defaults(rows: int = 3000, seed: int = 8, positive_share: float = 0.011) -> pd.DataFrame:
+def defaults(rows: int = 2000, seed: int = 8, positive_share: float = 0.011) -> pd.DataFrame:
     """Loans where about 3% default, partly predictable."""
     rng = np.random.default_rng(seed)
     income = rng.lognormal(10.5, 0.5, rows).round(0)
@@ -160,7 +160,7 @@ def defaults(rows: int = 3000, seed: int = 8, positive_share: float = 0.011) -> 
     )
 
 
-def xor_labels(rows: int = 2000, seed: int = 9) -> pd.DataFrame:
+def xor_labels(rows: int = 1100, seed: int = 9) -> pd.DataFrame:
     """A label fully decided by two columns together, neither of which decides it alone."""
     rng = np.random.default_rng(seed)
     a, b = rng.normal(size=rows), rng.normal(size=rows)

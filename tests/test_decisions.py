@@ -206,3 +206,17 @@ async def test_an_unsure_plan_cannot_be_approved_until_the_reviewer_names_the_ta
     assert result.status == RunStatus.COMPLETED
     assert result.rejection_count == 0
     assert team.contexts["ml"][-1].target_choice == "Contract"
+
+
+async def test_approving_an_unsure_plan_with_its_own_target_settles_it(time_skipping_env):
+    team = FakeTeam(unsure_target=True)
+    async with running(time_skipping_env, team) as handle:
+        await wait_for(handle, awaiting(1))
+        answer = await _update(handle, UPDATE_APPROVE, Decision(by="alice", target="Churn"))
+        assert isinstance(answer, RunStatusView)
+        result = await handle.result()
+
+    assert result.plan is not None
+    assert (result.plan.needs_target_choice, result.plan.chosen_by_reviewer) == (False, True)
+    assert result.plan.target_confidence == 1.0
+    assert team.calls["research"] == 1, "the same target needs no new plan"

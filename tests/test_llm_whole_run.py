@@ -294,7 +294,10 @@ def test_an_llm_backed_run_is_approved_completes_and_accounts_for_every_token(
         assert waiting["current_step"] == "human_approval"
         assert waiting["research_plan_steps"] == len(PLAN["steps"])
         state = api.get(f"/workflow/{workflow_id}").json()
-        assert state["plan"] == PLAN
+        assert {key: state["plan"][key] for key in PLAN} == PLAN
+        # How sure the target is comes from the service's reading of the goal, not the model.
+        assert state["plan"]["target_confidence"] >= 0.6
+        assert not state["plan"]["needs_target_choice"]
         eda = state["code_context"]["eda_code"]
         assert (eda["code"], eda["version"]) == (EDA_CODE, 1)  # the retry's answer, not the bad one
 

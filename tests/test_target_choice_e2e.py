@@ -9,6 +9,8 @@ candidates), approval with a target re-plans, and the run then completes for tha
 
 from __future__ import annotations
 
+import json
+import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,11 +19,18 @@ from typing import Any, TypeVar
 import httpx
 import pytest
 from pydantic import BaseModel
+from rich.console import Console
+from typer.testing import CliRunner, Result
 
 from activities.column_plan import profile_for_goal
 from activities.llm.agents import LlmAgents
 from activities.offline import plan_research, write_training_code
+from api.main import create_app
+from orchestrator_client import OrchestratorClient, render
+from orchestrator_client.cli import app as cli_app
+from settings import Settings
 from tests.conftest import ServiceProcesses
+from tests.run_standins import FakeRunService, waiting_run
 from tests.sample_data import make_churn
 from workflows.models import AgentContext, DatasetInfo, LlmUsage, ResearchPlan
 
@@ -156,6 +165,82 @@ async def test_the_llm_may_not_override_the_reviewers_target(churn_csv: Path):
     assert plan.class_balance is not None and set(plan.class_balance) == {"Yes", "No"}
 
 
+# --- The reviewer's desk and the CLI ----------------------------------------------------------
+
+
+async def test_the_desk_asks_for_a_target_and_sends_the_one_chosen(tmp_path: Path):
+    app = create_app(Settings(data_dir=tmp_path, temporal_address="127.0.0.1:1"))
+    runs = FakeRunService()
+    app.state.runs = runs
+    run = waiting_run("wf-unsure")
+    assert run.plan is not None
+    run.plan = run.plan.model_copy(
+        update={
+            "target_confidence": 0.4,
+            "target_candidates": ["tenure"],
+            "needs_target_choice": True,
+        }
+    )
+    runs.add(run)
+    sure = waiting_run("wf-sure")
+    runs.add(sure)
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://desk.test"
+    ) as client:
+        page = (await client.get("/ui/runs/wf-unsure")).text
+        assert 'data-testid="target-confidence">40%' in page
+        select = page.split('data-testid="target-choice"')[1].split("</select>")[0]
+        candidates = select.split('label="All columns"')[0]
+        assert '<option value="Churn">' in candidates and '<option value="tenure">' in candidates
+        assert '<option value="customerID">' in select  # every column, after the candidates
+        assert 'data-testid="target-choice"' not in (await client.get("/ui/runs/wf-sure")).text
+
+        response = await client.post(
+            "/ui/runs/wf-unsure/approve",
+            data={"version": "2", "target": "tenure"},
+            headers={"Origin": "http://desk.test"},
+        )
+    assert response.status_code == 303
+    assert runs.decisions[-1]["target"] == "tenure"
+
+
+def test_the_cli_shows_the_doubt_and_sends_the_target(churn_csv: Path):
+    run = waiting_run("wf-cli")
+    assert run.plan is not None
+    run.plan = run.plan.model_copy(
+        update={
+            "target_confidence": 0.4,
+            "target_candidates": ["tenure"],
+            "needs_target_choice": True,
+        }
+    )
+    shown = Console(width=200, record=True)
+    shown.print(render.plan_view(run))
+    text = shown.export_text()
+    assert re.search(r"Confidence +40%", text) and re.search(r"Candidates +tenure", text)
+    assert "Choose a target" in text and "--target COLUMN" in text
+
+    sent: list[dict[str, Any]] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        sent.append({"path": request.url.path, "body": json.loads(request.content or b"null")})
+        return httpx.Response(
+            200, json={"workflow_id": "wf-cli", "status": "approved", "message": "ok"}
+        )
+
+    client = OrchestratorClient("http://api.test", transport=httpx.MockTransport(answer))
+    with client:
+        client.approve("wf-cli", 1, target="Churn")
+        client.reject("wf-cli", "wrong column", target="tenure")
+    assert sent == [
+        {"path": "/workflow/wf-cli/approve", "body": {"version": 1, "target": "Churn"}},
+        {
+            "path": "/workflow/wf-cli/reject",
+            "body": {"feedback": "wrong column", "target": "tenure"},
+        },
+    ]
+
+
 # --- The whole service --------------------------------------------------------------------------
 
 
@@ -179,7 +264,7 @@ def _wait(api: httpx.Client, workflow_id: str, ready: Any, timeout: float = 180)
 
 @pytest.mark.integration
 def test_an_unsure_run_waits_for_the_reviewer_to_choose_then_completes_for_that_target(
-    api: httpx.Client, churn_csv: Path
+    api: httpx.Client, service: ServiceProcesses, churn_csv: Path
 ):
     started = api.post(
         "/workflow/start", json={"user_goal": UNSURE_GOAL, "dataset_url": str(churn_csv)}
@@ -201,6 +286,17 @@ def test_an_unsure_run_waits_for_the_reviewer_to_choose_then_completes_for_that_
 
     unknown = api.post(f"/workflow/{workflow_id}/approve", json={"target": "Nope"})
     assert unknown.status_code == 409 and "no column named 'Nope'" in unknown.json()["detail"]
+
+    # The CLI shows the doubt, and refuses (exit 5) what the API refuses.
+    def orchestrator(*args: str) -> Result:
+        return CliRunner().invoke(cli_app, ["--url", service.base_url, *args])
+
+    shown = orchestrator("show", workflow_id)
+    assert shown.exit_code == 0 and "Choose a target" in shown.output
+    refused_cli = orchestrator("approve", workflow_id)
+    assert refused_cli.exit_code == 5 and "candidates" in refused_cli.output
+    wrong_cli = orchestrator("approve", workflow_id, "--target", "Nope")
+    assert wrong_cli.exit_code == 5 and "Nope" in wrong_cli.output
     too_long = api.post(f"/workflow/{workflow_id}/approve", json={"target": "x" * 501})
     assert too_long.status_code == 422
 

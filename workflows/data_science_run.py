@@ -371,6 +371,7 @@ class DataScienceRun:
                 await self._replan_for(request, who)
                 continue
             if decision == HumanApproval.APPROVED:
+                self._confirm_target(request)
                 self._say(
                     "human", f"Approved EDA code v{version}{who}." + (f" {text}" if text else "")
                 )
@@ -394,6 +395,18 @@ class DataScienceRun:
                     f"{max_rejections} (MAX_REJECTIONS). Start a new run with a refined goal.",
                     ErrorType.REJECTION_LIMIT_REACHED,
                 )
+
+    def _confirm_target(self, request: Decision) -> None:
+        """An unsure plan approved with the target it already names: the reviewer settled it."""
+        plan = self._state.plan
+        if plan is not None and request.target is not None and request.target == plan.target:
+            self._state.plan = plan.model_copy(
+                update={
+                    "needs_target_choice": False,
+                    "chosen_by_reviewer": True,
+                    "target_confidence": 1.0,
+                }
+            )
 
     def _retargets(self, request: Decision) -> bool:
         plan = self._state.plan
@@ -422,6 +435,9 @@ class DataScienceRun:
         self._record_usage(research.usage)
         state.plan = research.plan
         state.research_plan = list(research.plan.steps)
+        if state.dataset_info is not None:
+            # The profile shown with the plan describes the new target (its class balance).
+            state.dataset_info.profile = state.dataset_info.profile.for_plan(research.plan)
         self._say(
             "agent",
             f"Re-planned: predict {research.plan.target} ({research.plan.task_type}), "

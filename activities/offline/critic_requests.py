@@ -78,9 +78,10 @@ def findings_from_text(text: str) -> list[Finding]:
 
 
 def critic_findings(item: Feedback) -> list[Finding]:
-    """The findings of one critic review that ask for something (errors and warnings)."""
+    """The findings of one critic review that ask for something: errors, and warnings that
+    name an action (a warning without one is a remark, "worth a look")."""
     findings = item.findings if item.findings else findings_from_text(item.text)
-    return [f for f in findings if f.severity != "info"]
+    return [f for f in findings if f.severity == "error" or f.action is not None]
 
 
 def parse_critic_findings(

@@ -377,8 +377,8 @@ def _accuracy_vs_majority(metrics: dict[str, float | str]) -> list[Finding]:
     if accuracy is None or majority is None or accuracy >= majority:
         return []
     n_test = metric_value(metrics, "n_test")
-    # Within half a standard error of the majority's accuracy, the gap may be the test rows'.
-    noise = 0.5 * math.sqrt(majority * (1 - majority) / n_test) if n_test else 0.0
+    # Within a standard error of the majority's accuracy, the gap may be the test rows' luck.
+    noise = math.sqrt(majority * (1 - majority) / n_test) if n_test else 0.0
     severe = majority - accuracy > noise
     return [
         _finding(
