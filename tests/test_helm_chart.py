@@ -655,7 +655,9 @@ def test_object_storage_replaces_the_shared_volume() -> None:
                 "endpointUrl": "http://minio.storage.svc:9000",
                 "region": "eu-west-1",
             },
-            "secrets": {"values": {"STORAGE_ACCESS_KEY_ID": "AKIA", "STORAGE_SECRET_ACCESS_KEY": "s"}},
+            "secrets": {
+                "values": {"STORAGE_ACCESS_KEY_ID": "AKIA", "STORAGE_SECRET_ACCESS_KEY": "s"}
+            },
         }
     )
     assert not release.of_kind("PersistentVolumeClaim")  # no disk shared by the pods

@@ -148,9 +148,7 @@ async def test_a_decision_on_a_version_no_longer_waiting_is_ignored(time_skippin
         await handle.signal(SIGNAL_REJECT, {"feedback": "drop the id column", "version": 1})
         await wait_for(handle, awaiting(2))
         await handle.signal(SIGNAL_APPROVE, {"version": 1})  # a reviewer still looking at v1
-        state = await wait_for(
-            handle, lambda s: any("not v1" in m.content for m in s.messages)
-        )
+        state = await wait_for(handle, lambda s: any("not v1" in m.content for m in s.messages))
         assert state.status == RunStatus.AWAITING_APPROVAL
         assert state.human_approval == HumanApproval.PENDING
         await handle.signal(SIGNAL_APPROVE, {"version": 2})

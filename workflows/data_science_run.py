@@ -533,7 +533,11 @@ class DataScienceRun:
         state.review = review.review
         state.review_feedback.append(
             Feedback(
-                source="critic", text=_review_text(review), step=Step.CRITIC, at=workflow.now()
+                source="critic",
+                text=_review_text(review),
+                step=Step.CRITIC,
+                at=workflow.now(),
+                findings=review.review.findings,  # as data: agents never parse the prose
             )
         )
         self._say("agent", f"Critic verdict on v{version}: {review.review.verdict}.")
