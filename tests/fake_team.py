@@ -29,6 +29,7 @@ from workflows.models import (
     ResearchPlan,
     Review,
     ReviewOutcome,
+    RunEvent,
 )
 
 USAGE = LlmUsage(provider="fake", model="fake-1", input_tokens=10, output_tokens=5, cost_usd=0.001)
@@ -46,6 +47,7 @@ class FakeTeam:
     training_exit_code: int = 0  # the generated training script's exit code, every round
     calls: dict[str, int] = field(default_factory=dict)
     contexts: dict[str, list[AgentContext]] = field(default_factory=dict)
+    events: list[RunEvent] = field(default_factory=list)  # webhook events the run sent
 
     def _count(self, name: str, ctx: AgentContext | None = None) -> int:
         self.calls[name] = self.calls.get(name, 0) + 1
@@ -155,6 +157,12 @@ class FakeTeam:
             usage=USAGE,
         )
 
+    @activity.defn(name=ActivityName.NOTIFY)
+    async def notify(self, event: RunEvent) -> list[str]:
+        self._count("notify")
+        self.events.append(event)
+        return ["http://receiver.test"]
+
     @property
     def activities(self) -> list[object]:
         return [
@@ -165,4 +173,5 @@ class FakeTeam:
             self.ml,
             self.train_model,
             self.critic,
+            self.notify,
         ]

@@ -20,7 +20,8 @@ from tests.conftest import TEST_SERVER, register_search_attributes
 from tests.fake_team import FakeTeam
 from tests.test_replay import HISTORIES, record_history
 from tests.test_workflow_logic import RunHandle, awaiting, running, wait_for
-from workflows.contract import SIGNAL_APPROVE, SIGNAL_REJECT
+from workflows.contract import SIGNAL_APPROVE, SIGNAL_REJECT, UPDATE_APPROVE
+from workflows.models import Decision, RunStatusView
 
 Drive = Callable[[RunHandle], Awaitable[None]]
 
@@ -41,23 +42,45 @@ async def _reject_twice(handle: RunHandle) -> None:
     await handle.signal(SIGNAL_REJECT, "still wrong")
 
 
+async def _approve_by_update(handle: RunHandle) -> None:
+    await wait_for(handle, awaiting(1))
+    await handle.execute_update(
+        UPDATE_APPROVE,
+        Decision(by="alice", authenticated=True, version=1),
+        result_type=RunStatusView,
+    )
+
+
+async def _choose_target(handle: RunHandle) -> None:
+    await wait_for(handle, awaiting(1))
+    await handle.execute_update(
+        UPDATE_APPROVE, Decision(by="alice", target="Contract"), result_type=RunStatusView
+    )
+    await wait_for(handle, awaiting(2))
+    await handle.execute_update(UPDATE_APPROVE, Decision(by="alice"), result_type=RunStatusView)
+
+
 async def _cancel(handle: RunHandle) -> None:
     await wait_for(handle, awaiting(1))
     await handle.cancel()
 
 
 # name → (team, run options, how the test drives it)
-ENDINGS: dict[str, tuple[FakeTeam, dict[str, float], Drive]] = {
+ENDINGS: dict[str, tuple[FakeTeam, dict[str, float | bool], Drive]] = {
     "completed": (FakeTeam(), {}, _approve),
     "approval-timeout": (FakeTeam(), {"approval_timeout_seconds": 3600}, _time_out),
     "rejection-limit": (FakeTeam(), {"max_rejections": 1}, _reject_twice),
     "cancelled": (FakeTeam(), {}, _cancel),
     "failed": (FakeTeam(training_fails_from=1), {}, _approve),
+    "approved-by-update": (FakeTeam(), {}, _approve_by_update),
+    "target-chosen": (FakeTeam(unsure_target=True), {}, _choose_target),
+    "training-never-succeeded": (FakeTeam(training_exit_code=1), {}, _approve),
+    "notified": (FakeTeam(), {"notify": True}, _approve),
 }
 
 
 async def record_ending(
-    env: WorkflowEnvironment, team: FakeTeam, options: dict[str, float], drive: Drive
+    env: WorkflowEnvironment, team: FakeTeam, options: dict[str, float | bool], drive: Drive
 ) -> WorkflowHistory:
     async with running(env, team, **options) as handle:
         await drive(handle)

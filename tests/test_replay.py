@@ -16,6 +16,7 @@ from tests.test_workflow_logic import awaiting, running, wait_for
 from worker import workflow_runner
 from workflows.contract import SIGNAL_APPROVE, SIGNAL_REJECT
 from workflows.data_science_run import DataScienceRun
+from workflows.event_delivery import DeliverRunEvent
 
 HISTORIES = Path(__file__).parent / "histories"
 
@@ -23,7 +24,7 @@ HISTORIES = Path(__file__).parent / "histories"
 def replayer() -> Replayer:
     # The worker's own sandbox settings, so replay sees what production runs see.
     return Replayer(
-        workflows=[DataScienceRun],
+        workflows=[DataScienceRun, DeliverRunEvent],
         data_converter=pydantic_data_converter,
         workflow_runner=workflow_runner(),
     )

@@ -17,6 +17,7 @@ from temporalio.worker import Worker
 from tests.fake_team import FakeTeam
 from workflows.contract import QUERY_STATE, SIGNAL_APPROVE, SIGNAL_REJECT, WORKFLOW_TYPE
 from workflows.data_science_run import DataScienceRun
+from workflows.event_delivery import DeliverRunEvent
 from workflows.models import HumanApproval, RunInput, RunOptions, RunState, RunStatus, Step
 
 RunHandle = WorkflowHandle[DataScienceRun, RunState]
@@ -24,11 +25,14 @@ RunHandle = WorkflowHandle[DataScienceRun, RunState]
 
 @asynccontextmanager
 async def running(
-    env: WorkflowEnvironment, team: FakeTeam, **options: float
+    env: WorkflowEnvironment, team: FakeTeam, **options: float | bool
 ) -> AsyncIterator[RunHandle]:
     task_queue = f"tq-{uuid.uuid4()}"
     async with Worker(
-        env.client, task_queue=task_queue, workflows=[DataScienceRun], activities=team.activities
+        env.client,
+        task_queue=task_queue,
+        workflows=[DataScienceRun, DeliverRunEvent],
+        activities=team.activities,
     ):
         handle = await env.client.start_workflow(
             DataScienceRun.run,
