@@ -41,7 +41,7 @@ async def _run(env: WorkflowEnvironment, team: FakeTeam, receiver: Receiver, **o
         env.client,
         task_queue=task_queue,
         workflows=[DataScienceRun, DeliverRunEvent],
-        activities=[*team.activities, receiver.notify],
+        activities=[*(a for a in team.activities if a != team.notify), receiver.notify],
     ):
         handle = await env.client.start_workflow(
             DataScienceRun.run,
