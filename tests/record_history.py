@@ -80,9 +80,15 @@ ENDINGS: dict[str, tuple[FakeTeam, dict[str, float | bool], Drive]] = {
 
 
 async def record_ending(
-    env: WorkflowEnvironment, team: FakeTeam, options: dict[str, float | bool], drive: Drive
+    env: WorkflowEnvironment,
+    team: FakeTeam,
+    options: dict[str, float | bool],
+    drive: Drive,
+    workflow_id: str,
 ) -> WorkflowHistory:
-    async with running(env, team, **options) as handle:
+    # The replay test names each run after its file, and ids derived from it (child runs)
+    # must match, so the recorded run carries that name from the start.
+    async with running(env, team, workflow_id, **options) as handle:
         await drive(handle)
         with contextlib.suppress(WorkflowFailureError):
             await handle.result()
@@ -98,7 +104,7 @@ async def main() -> None:
         await register_search_attributes(env.client)
         histories = {"reject-approve-revise": await record_history(env)}
         for name, (team, options, drive) in ENDINGS.items():
-            histories[name] = await record_ending(env, team, options, drive)
+            histories[name] = await record_ending(env, team, options, drive, f"wf-{today}-{name}")
         for name, history in histories.items():
             path = HISTORIES / f"wf-{today}-{name}.json"
             path.write_text(history.to_json())

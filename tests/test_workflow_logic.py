@@ -25,7 +25,10 @@ RunHandle = WorkflowHandle[DataScienceRun, RunState]
 
 @asynccontextmanager
 async def running(
-    env: WorkflowEnvironment, team: FakeTeam, **options: float | bool
+    env: WorkflowEnvironment,
+    team: FakeTeam,
+    workflow_id: str | None = None,
+    **options: float | bool,
 ) -> AsyncIterator[RunHandle]:
     task_queue = f"tq-{uuid.uuid4()}"
     async with Worker(
@@ -41,7 +44,7 @@ async def running(
                 dataset_url="https://example.com/churn.csv",
                 options=RunOptions(**options),
             ),
-            id=f"wf-{uuid.uuid4().hex[:12]}",
+            id=workflow_id or f"wf-{uuid.uuid4().hex[:12]}",
             task_queue=task_queue,
         )
         try:
