@@ -365,7 +365,8 @@ class RunService:
         await self._describe(workflow_id, reader)
 
     async def cancel(self, workflow_id: str, principal: Principal) -> None:
-        description = await self._describe(workflow_id)
+        # A run the caller may not even see is a 404; one they see but do not own is a 403.
+        description = await self._describe(workflow_id, principal)
         owner = description.typed_search_attributes.get(OWNER_ATTRIBUTE)
         if not principal.is_admin and owner != principal.name:
             raise Forbidden(
