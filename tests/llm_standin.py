@@ -181,14 +181,13 @@ def service_using(
     llm: FakeLlmServer, temporal_address: str, data_dir: Path, **settings: str
 ) -> Iterator[ServiceProcesses]:
     """The worker and the API with OpenAI-backed agents pointed at the stand-in."""
+    defaults = {"LLM_TIMEOUT_SECONDS": "10", "APPROVAL_TIMEOUT_SECONDS": "600"}
     processes = ServiceProcesses(
         temporal_address,
         data_dir,
         LLM_PROVIDER="openai",
         OPENAI_BASE_URL=f"{llm.url}/v1",
-        LLM_TIMEOUT_SECONDS="10",
-        APPROVAL_TIMEOUT_SECONDS="600",
-        **settings,
+        **{**defaults, **settings},
     )
     try:
         processes.start_worker()
