@@ -99,6 +99,8 @@ class Settings(BaseSettings):
     # each wait between bytes).
     dataset_download_deadline_seconds: float = Field(default=300.0, gt=0)
     execution_timeout_seconds: float = 900.0
+    # Seconds the offline brain's training scripts spend tuning after the default candidates.
+    training_tuning_seconds: float = Field(default=60.0, ge=0)
     execution_memory_mb: int = 2048
     execution_cpu_seconds: int = 1800
     execution_output_bytes: int = 1024 * 1024

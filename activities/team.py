@@ -29,6 +29,10 @@ class OfflineAgents:
     the worker's event loop free for heartbeats and other activities.
     """
 
+    def __init__(self, tuning_seconds: float | None = None) -> None:
+        # Seconds the training scripts it writes may spend tuning (TRAINING_TUNING_SECONDS).
+        self.tuning_seconds = tuning_seconds
+
     async def _answer(self, work: Callable[[], T]) -> tuple[T, LlmUsage]:
         started = time.perf_counter()
         try:
@@ -65,7 +69,9 @@ class OfflineAgents:
 
     async def ml(self, ctx: AgentContext) -> CodeOutcome:
         code, usage = await self._answer(
-            lambda: offline.write_training_code(ctx.with_planned_target())
+            lambda: offline.write_training_code(
+                ctx.with_planned_target(), tuning_budget=self.tuning_seconds
+            )
         )
         return CodeOutcome(code=code, usage=usage)
 
@@ -78,4 +84,6 @@ class OfflineAgents:
 
 def build_agents(settings: Settings) -> Agents:
     provider = build_provider(settings)
-    return OfflineAgents() if provider is None else LlmAgents(provider)
+    if provider is None:
+        return OfflineAgents(tuning_seconds=settings.training_tuning_seconds)
+    return LlmAgents(provider)

@@ -111,6 +111,8 @@ class ServiceProcesses:
             "DATASET_ROOTS": f"{tempfile.gettempdir()},{ROOT / 'examples'}",
             # Several workers may share a host in one test; those that scrape pass a free port.
             "WORKER_METRICS_PORT": "0",
+            # Tests check what training scripts do, not what a minute of tuning buys.
+            "TRAINING_TUNING_SECONDS": os.environ["TRAINING_TUNING_SECONDS"],
             **settings,
         }
         self.worker: subprocess.Popen[bytes] | None = None
