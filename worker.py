@@ -54,10 +54,7 @@ def build_worker(client: Client, settings: Settings) -> Worker:
         workflows=WORKFLOWS,
         activities=[
             datasets.fetch_dataset,
-            agents.research,
-            agents.data_engineering,
-            agents.ml,
-            agents.critic,
+            *agents.all(),
             executions.execute_eda,
             executions.train_model,
             predictions.score_rows,

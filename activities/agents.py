@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-from typing import Protocol
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol
 
 from temporalio import activity
 
@@ -37,6 +38,11 @@ class AgentActivities:
     def __init__(self, agents: Agents, store: ArtifactStore | None = None) -> None:
         self.agents = agents
         self.store = store
+
+    def all(self) -> list[Callable[..., Awaitable[Any]]]:
+        """Every agent activity, bound to these agents. The worker registers this list, so a
+        new agent is a method here (and its brains), not also a line in worker.py."""
+        return [self.research, self.data_engineering, self.ml, self.critic]
 
     @activity.defn(name=ActivityName.RESEARCH)
     async def research(self, ctx: AgentContext) -> ResearchOutcome:

@@ -355,7 +355,13 @@ def profile_dataset(path: str | Path) -> DatasetProfile:
 
     columns = [_column_profile(f, rows) for f in facts]
     ids = [c.name for c, f in zip(columns, facts, strict=True) if _is_id(c, f, rows, exact)]
-    return DatasetProfile(rows=rows, columns=columns, id_columns=ids)
+    return DatasetProfile(
+        rows=rows,
+        columns=columns,
+        id_columns=ids,
+        delimiter=source.delimiter,
+        encoding=source.encoding,
+    )
 
 
 def _aggregate_pass(

@@ -358,7 +358,8 @@ def _as_sse(event: RunEvent) -> ServerSentEvent:
     response_class=EventSourceResponse,
     responses={
         200: {
-            "content": {"text/event-stream": {"schema": {"type": "string"}}},
+            # Each event's data is one JSON object; its fields depend on the event type.
+            "content": {"text/event-stream": {"schema": {}}},
             "description": "Events `status`, `message`, `artifacts`, then `end` when the run ends.",
         },
         **error_responses(*GUARDED, 400, 404),

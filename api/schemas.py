@@ -10,6 +10,9 @@ from activities.uploads import DATASET_ID_PATTERN
 from workflows.models import RunStatus, RunStatusView, Step
 
 WORKFLOW_ID_PATTERN = r"^wf-[A-Za-z0-9_-]{3,64}$"
+# What the validators below enforce, stated in the schema so clients (and fuzzers) know it.
+NO_CONTROL_CHARACTERS = r"^[^\x00-\x1f\x7f]*$"
+PROSE_CHARACTERS = r"^[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f]*$"  # tabs and line breaks allowed
 
 
 class FieldError(BaseModel):
@@ -38,11 +41,17 @@ class StartRequest(BaseModel):
         }
     )
 
-    user_goal: str = Field(min_length=1, max_length=4000, examples=["Build a customer churn model"])
+    user_goal: str = Field(
+        min_length=1,
+        max_length=4000,
+        examples=["Build a customer churn model"],
+        json_schema_extra={"pattern": PROSE_CHARACTERS},
+    )
     dataset_url: str | None = Field(
         default=None,
         min_length=1,
         max_length=2048,
+        json_schema_extra={"pattern": NO_CONTROL_CHARACTERS},
         examples=["https://example.com/churn.csv"],
         description="Where the CSV is: http(s), or a path under DATASET_ROOTS. Or give dataset_id.",
     )

@@ -16,7 +16,6 @@ import httpx
 import pytest
 
 from tests.conftest import ROOT, free_port
-from tests.sample_data import make_churn
 from tests.test_service_integration import GOAL, awaiting_approval, start, wait_until
 
 pytestmark = pytest.mark.integration
@@ -57,8 +56,6 @@ def dev_stack(env: dict[str, str]) -> Iterator[subprocess.Popen[bytes]]:
 
 
 def test_ctrl_c_stops_everything_and_runs_survive_a_restart(tmp_path: Path):
-    dataset = tmp_path / "churn.csv"
-    make_churn(rows=800).to_csv(dataset, index=False)
     ports = {"api": free_port(), "temporal": free_port(), "ui": free_port()}
     env = {
         "PATH": os.environ.get("PATH", ""),
@@ -71,12 +68,13 @@ def test_ctrl_c_stops_everything_and_runs_survive_a_restart(tmp_path: Path):
         "LLM_PROVIDER": "offline",
         "LOG_LEVEL": "WARNING",
         "WORKER_METRICS_PORT": str(free_port()),  # not the default: other tests' workers run too
+        "TRAINING_TUNING_SECONDS": os.environ["TRAINING_TUNING_SECONDS"],
     }
 
     with dev_stack(env) as first, httpx.Client(base_url=f"http://127.0.0.1:{ports['api']}",
                                               timeout=30) as api:  # fmt: skip
         assert httpx.get(f"http://127.0.0.1:{ports['ui']}/", timeout=10).status_code == 200
-        workflow_id = start(api, str(dataset))
+        workflow_id = start(api, "examples/churn.csv")
         wait_until(api, workflow_id, awaiting_approval)
         first.send_signal(signal.SIGINT)
         assert first.wait(timeout=45) == 0

@@ -557,7 +557,7 @@ async def test_llm_agents_end_to_end(server: FakeLlmServer) -> None:
         # Data engineering: an uninstalled import is caught and fed back; fences are stripped.
         server.reset()
         server.enqueue(
-            openai_ok(json.dumps({"code": "import matplotlib\n" + EDA_CODE, "summary": "eda"})),
+            openai_ok(json.dumps({"code": "import seaborn\n" + EDA_CODE, "summary": "eda"})),
             openai_ok(json.dumps({"code": f"```python\n{EDA_CODE}```", "summary": "eda"})),
         )
         ctx = _context(plan=ResearchPlan.model_validate(PLAN), version=3)
@@ -565,7 +565,7 @@ async def test_llm_agents_end_to_end(server: FakeLlmServer) -> None:
         assert eda.code.code == EDA_CODE and eda.code.version == 3
         system = server.requests[0].body["messages"][0]["content"]
         assert "DATASET_PATH" in system and "eda_summary.json" in system
-        assert "['matplotlib']" in server.requests[1].body["messages"][-1]["content"]
+        assert "['seaborn']" in server.requests[1].body["messages"][-1]["content"]
 
         # ML: sees the EDA result; a syntax error is caught and fed back.
         server.reset()

@@ -714,3 +714,49 @@ def test_generated_code_survives_odd_names_and_goals(tmp_path: Path):
         if label == "train":
             metrics = run.result.metrics or {}
             assert float(metrics["score"]) > float(metrics["baseline_score"])
+
+
+def test_csv_dialect_is_decided_by_profiling_and_carried_into_generated_scripts(tmp_path: Path):
+    rng = np.random.default_rng(11)
+    rows = 240
+    surface = rng.normal(80, 20, rows).round(1)
+    frame = pd.DataFrame(
+        {
+            "ville": rng.choice(["Orléans", "Besançon", "Nîmes"], rows),
+            "surface": surface,
+            "prix": (surface * 3_000 + rng.normal(0, 10_000, rows)).round(0),
+        }
+    )
+    path = tmp_path / "maisons.csv"
+    frame.to_csv(path, sep=";", index=False, encoding="latin-1")
+    profile = profile_for_goal(path, "predict the prix")
+    assert (profile.delimiter, profile.encoding) == (";", "latin-1")
+
+    ctx = context(path, "predict the prix", profile, plan=plan_research("predict", profile))
+    eda, training = write_eda_code(ctx), write_training_code(ctx)
+    for label, generated in (("eda", eda), ("train", training)):
+        # The script is handed the dialect; it does not decide it again.
+        assert constant(generated.code, "CSV_DELIMITER") == ";"
+        assert constant(generated.code, "CSV_ENCODING") == "latin-1"
+        assert "delimiter=CSV_DELIMITER" in generated.code
+        run = run_script(generated.code, path, tmp_path, label)
+        if label == "eda":
+            summary = json.loads((run.output / "eda_summary.json").read_text())
+            assert "Besançon" in json.dumps(summary, ensure_ascii=False)
+    metrics = run.result.metrics or {}
+    assert metrics["target"] == "prix" and float(metrics["score"]) > float(
+        metrics["baseline_score"]
+    )
+
+
+def test_dataset_reader_uses_the_given_dialect_over_its_own_sniffing(tmp_path: Path):
+    from activities.offline.templates.dataset_reader import load_dataset
+
+    # Sniffing the header alone would split it on commas, and read these bytes as UTF-8.
+    path = tmp_path / "odd.csv"
+    path.write_bytes("a,b,c,d;Ã©\n1,2,3,4;x\n5,6,7,8;y\n".encode("latin-1"))
+    sniffed = load_dataset(str(path))
+    assert list(sniffed.columns) == ["a", "b", "c", "d;é"]
+    told = load_dataset(str(path), delimiter=";", encoding="latin-1")
+    assert list(told.columns) == ["a,b,c,d", "Ã©"]
+    assert told["Ã©"].tolist() == ["x", "y"]

@@ -2,7 +2,7 @@
 
 Schemathesis generates valid and invalid requests for every operation and runs all its checks:
 no server errors, every status and body documented, invalid input refused, auth not ignored.
-Bounded: a few dozen examples per operation and a time budget, against the real service.
+Bounded: fifteen examples per operation and a two-minute budget, against the real service.
 """
 
 from __future__ import annotations
@@ -48,6 +48,10 @@ def admin_service(
         API_KEYS_FILE=str(data_dir / "keys.json"),
         # Runs the fuzzer starts fail at intake (made-up datasets) and use no sandbox.
         ALLOW_LOCAL_DATASETS="false",
+        # An upload that happens to parse as a table makes a real run; one at a time (a 429,
+        # which the schema documents, for the rest) keeps a two-core machine answering within
+        # the fuzzer's response-time limit.
+        MAX_ACTIVE_RUNS_PER_PRINCIPAL="1",
     )
     processes.start_worker()
     processes.start_api()
@@ -69,8 +73,8 @@ def test_schemathesis_finds_no_failure_in_any_operation(
             "run", f"{service.base_url}/openapi.json",
             "--checks", "all",
             "--header", f"Authorization: Bearer {key}",
-            "--max-examples", "30",
-            "--max-time", "240",
+            "--max-examples", "15",
+            "--max-time", "120",
             "--workers", "1",
             "--request-timeout", "30",
             "--seed", "20261129",

@@ -147,6 +147,10 @@ class DatasetProfile(BaseModel):
     training_sample_rows: int | None = None
     # Set in the profile agents see when the table has more columns than they are shown.
     other_columns: OtherColumns | None = None
+    # The CSV dialect profiling found, decided once here and handed to every script that reads
+    # the file (ignored for Parquet). Defaults keep histories recorded before this readable.
+    delimiter: str = ","
+    encoding: str = "utf-8"
 
     def column(self, name: str) -> ColumnProfile | None:
         return next((c for c in self.columns if c.name == name), None)

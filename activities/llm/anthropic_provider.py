@@ -16,12 +16,33 @@ from activities.llm.errors import (
     classify_anthropic_error,
     safe_url,
 )
+from activities.llm.pricing import register_prices
 
 logger = logging.getLogger("orchestrator.llm.anthropic")
 
 # Proxies in front of Anthropic may not need a key, but the SDK insists on a credential.
 PLACEHOLDER_API_KEY = "not-needed"
 DEFAULT_ANTHROPIC_BASE_URL = "https://api.anthropic.com"
+
+# USD per million tokens: (input, output). Public list prices for standard (non-batch,
+# uncached) usage as last checked; they change, so treat the result as an estimate. Dated
+# snapshots ("claude-3-5-haiku-20241022", "-latest") share the price (activities/llm/pricing.py).
+PRICES_PER_MTOK: dict[str, tuple[float, float]] = {
+    "claude-opus-4-5": (5.00, 25.00),
+    "claude-opus-4-1": (15.00, 75.00),
+    "claude-opus-4": (15.00, 75.00),
+    "claude-opus-4-0": (15.00, 75.00),
+    "claude-sonnet-4-5": (3.00, 15.00),
+    "claude-sonnet-4": (3.00, 15.00),
+    "claude-sonnet-4-0": (3.00, 15.00),
+    "claude-haiku-4-5": (1.00, 5.00),
+    "claude-3-7-sonnet": (3.00, 15.00),
+    "claude-3-5-sonnet": (3.00, 15.00),
+    "claude-3-5-haiku": (0.80, 4.00),
+    "claude-3-opus": (15.00, 75.00),
+    "claude-3-haiku": (0.25, 1.25),
+}
+register_prices(PRICES_PER_MTOK)
 # The Messages API requires a cap; 8192 fits a full training script and every current model.
 DEFAULT_MAX_TOKENS = 8192
 

@@ -16,12 +16,35 @@ from activities.llm.errors import (
     classify_openai_error,
     safe_url,
 )
+from activities.llm.pricing import register_prices
 
 logger = logging.getLogger("orchestrator.llm.openai")
 
 # Local servers (Ollama, vLLM) ignore the key, but the SDK insists on one.
 PLACEHOLDER_API_KEY = "not-needed"
 DEFAULT_OPENAI_BASE_URL = "https://api.openai.com/v1"
+
+# USD per million tokens: (input, output). Public list prices for standard (non-batch,
+# uncached) usage as last checked; they change, so treat the result as an estimate. Dated
+# snapshots ("gpt-4o-mini-2024-07-18") share the price (activities/llm/pricing.py).
+PRICES_PER_MTOK: dict[str, tuple[float, float]] = {
+    "gpt-5": (1.25, 10.00),
+    "gpt-5-mini": (0.25, 2.00),
+    "gpt-5-nano": (0.05, 0.40),
+    "gpt-4.1": (2.00, 8.00),
+    "gpt-4.1-mini": (0.40, 1.60),
+    "gpt-4.1-nano": (0.10, 0.40),
+    "gpt-4o": (2.50, 10.00),
+    "gpt-4o-mini": (0.15, 0.60),
+    "gpt-4-turbo": (10.00, 30.00),
+    "gpt-3.5-turbo": (0.50, 1.50),
+    "o1": (15.00, 60.00),
+    "o1-mini": (1.10, 4.40),
+    "o3": (2.00, 8.00),
+    "o3-mini": (1.10, 4.40),
+    "o4-mini": (1.10, 4.40),
+}
+register_prices(PRICES_PER_MTOK)
 
 
 class OpenAIProvider(LlmProvider):

@@ -1,44 +1,24 @@
-"""List prices per model, to estimate what an agent call cost; None when the model is unknown."""
+"""Estimates what an agent call cost from list prices; None when the model is unknown.
+
+Each provider module keeps its own models' prices and registers them here, so adding a
+provider does not touch this file.
+"""
 
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 
-# USD per million tokens: (input, output). Public list prices for standard (non-batch,
-# uncached) usage as last checked; they change, so treat the result as an estimate. Dated
-# snapshots ("gpt-4o-mini-2024-07-18", "claude-3-5-haiku-20241022", "-latest") share the price.
-PRICES_PER_MTOK: dict[str, tuple[float, float]] = {
-    # OpenAI
-    "gpt-5": (1.25, 10.00),
-    "gpt-5-mini": (0.25, 2.00),
-    "gpt-5-nano": (0.05, 0.40),
-    "gpt-4.1": (2.00, 8.00),
-    "gpt-4.1-mini": (0.40, 1.60),
-    "gpt-4.1-nano": (0.10, 0.40),
-    "gpt-4o": (2.50, 10.00),
-    "gpt-4o-mini": (0.15, 0.60),
-    "gpt-4-turbo": (10.00, 30.00),
-    "gpt-3.5-turbo": (0.50, 1.50),
-    "o1": (15.00, 60.00),
-    "o1-mini": (1.10, 4.40),
-    "o3": (2.00, 8.00),
-    "o3-mini": (1.10, 4.40),
-    "o4-mini": (1.10, 4.40),
-    # Anthropic
-    "claude-opus-4-5": (5.00, 25.00),
-    "claude-opus-4-1": (15.00, 75.00),
-    "claude-opus-4": (15.00, 75.00),
-    "claude-opus-4-0": (15.00, 75.00),
-    "claude-sonnet-4-5": (3.00, 15.00),
-    "claude-sonnet-4": (3.00, 15.00),
-    "claude-sonnet-4-0": (3.00, 15.00),
-    "claude-haiku-4-5": (1.00, 5.00),
-    "claude-3-7-sonnet": (3.00, 15.00),
-    "claude-3-5-sonnet": (3.00, 15.00),
-    "claude-3-5-haiku": (0.80, 4.00),
-    "claude-3-opus": (15.00, 75.00),
-    "claude-3-haiku": (0.25, 1.25),
-}
+# USD per million tokens: (input, output), from every provider module imported so far.
+PRICES_PER_MTOK: dict[str, tuple[float, float]] = {}
+
+
+def register_prices(prices: Mapping[str, tuple[float, float]]) -> None:
+    """Adds a provider's list prices; a model may not be priced twice with different prices."""
+    for model, price in prices.items():
+        if PRICES_PER_MTOK.setdefault(model, price) != price:
+            raise ValueError(f"model {model!r} is priced twice: {PRICES_PER_MTOK[model]}, {price}")
+
 
 _SNAPSHOT_SUFFIX = re.compile(r"-(\d{4}-\d{2}-\d{2}|\d{8}|\d{4}|latest)$")
 

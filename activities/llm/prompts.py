@@ -297,6 +297,10 @@ def render_profile(profile: DatasetProfile, file_name: str = "dataset.csv") -> s
         f"file: {file_name}",
         f"rows: {profile.rows}"
         + (" (profiled from the first rows only)" if profile.sampled else ""),
+        # Decided once by profiling; the model is told rather than left to guess again.
+        f"CSV dialect (if the file is a CSV): delimiter {profile.delimiter!r}, encoding "
+        f"{profile.encoding!r}; pass pd.read_csv(..., sep={profile.delimiter!r}, "
+        f"encoding={profile.encoding!r})",
     ]
     if profile.target:
         lines.append(f"inferred target: {profile.target} ({profile.task_type or 'task unknown'})")

@@ -13,7 +13,13 @@ from activities.offline.selection import (
     plan_columns,
     stored_as_text,
 )
-from activities.offline.snippets import check_size, constants_block, docstring, literal
+from activities.offline.snippets import (
+    check_size,
+    constants_block,
+    csv_dialect,
+    docstring,
+    literal,
+)
 from activities.offline.templates import template_source
 from workflows.models import AgentContext, DatasetProfile, GeneratedCode, RequestOutcome
 
@@ -65,6 +71,7 @@ def write_eda_code(ctx: AgentContext) -> GeneratedCode:
                 profile.training_sample_rows,
                 "Rows read from a larger file (a random sample, stratified by class); None: all.",
             ),
+            *csv_dialect(profile),
             literal("DROP_COLUMNS", cols.human.drop, "Columns removed at the reviewer's request."),
             literal(
                 "ID_COLUMNS",

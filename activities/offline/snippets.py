@@ -7,7 +7,7 @@ import textwrap
 from collections.abc import Iterable
 
 from activities.offline.templates import template_source
-from workflows.models import MAX_CODE_CHARS
+from workflows.models import MAX_CODE_CHARS, DatasetProfile
 
 # Read the dataset whatever its format (CSV, gzip or zip CSV, Parquet), optionally sampled:
 # a real module in templates/, included in every script (activities/profiling.py reads the
@@ -21,6 +21,18 @@ def literal(name: str, value: object, comment: str = "") -> str:
     text = pprint.pformat(value, width=99 - len(prefix), compact=True, sort_dicts=False)
     text = text.replace("\n", "\n" + " " * len(prefix))
     return (f"# {comment}\n" if comment else "") + prefix + text
+
+
+def csv_dialect(profile: DatasetProfile) -> list[str]:
+    """The CSV dialect profiling decided, as the constants a script passes to load_dataset."""
+    return [
+        literal(
+            "CSV_DELIMITER",
+            profile.delimiter,
+            "The file's CSV dialect, as profiling found it (Parquet ignores both).",
+        ),
+        literal("CSV_ENCODING", profile.encoding),
+    ]
 
 
 def constants_block(assignments: Iterable[str]) -> str:

@@ -24,7 +24,14 @@ from activities.offline.selection import (
     is_imbalanced,
     plan_columns,
 )
-from activities.offline.snippets import call, check_size, constants_block, docstring, literal
+from activities.offline.snippets import (
+    call,
+    check_size,
+    constants_block,
+    csv_dialect,
+    docstring,
+    literal,
+)
 from activities.offline.templates import template_source
 from workflows.models import AgentContext, GeneratedCode
 
@@ -291,6 +298,7 @@ def write_training_code(ctx: AgentContext, tuning_budget: float | None = None) -
             profile.training_sample_rows,
             "Rows read from a larger file (a random sample, stratified by class); None: all.",
         ),
+        *csv_dialect(profile),
         literal("METRIC", metric.name, f"{metric.label}: {metric.why}."),
         literal("NUMERIC_FEATURES", cols.numeric, "Imputed with the median, then standardised."),
         literal(

@@ -5,6 +5,10 @@ it under any name. With `sample_rows`, a table larger than that is read in chunk
 random sample of that many rows is kept (memory stays bounded however large the file); with
 `stratify_by` too, each value of that column keeps its share of the rows, and every value
 present keeps at least two rows when it has them, so stratified splits still work.
+
+The CSV dialect (delimiter, encoding) is decided once, by profiling, and the generated scripts
+pass it in. Without it (code a model wrote calling `load_dataset(path)`), the reader sniffs the
+header and tries UTF-8 then Latin-1 as a fallback.
 """
 
 import csv
@@ -45,52 +49,78 @@ def _open_text(path: str, fmt: str, encoding: str) -> IO[str]:
     return open(path, encoding=encoding, newline="")
 
 
-def _csv_options(path: str, fmt: str, encoding: str) -> dict[str, Any]:
-    """pandas' options for this CSV: the separator that splits the header into the most
-    fields (a comma on ties), the encoding and the compression."""
+def _sniffed_delimiter(path: str, fmt: str, encoding: str) -> str:
+    """The separator that splits the header into the most fields (a comma on ties)."""
     with _open_text(path, fmt, encoding) as handle:
         header = handle.readline()
     counts = {sep: len(next(csv.reader([header], delimiter=sep), [])) for sep in ",;\t|"}
-    sep = max(counts, key=lambda s: counts[s]) if max(counts.values()) > 1 else ","
+    return max(counts, key=lambda s: counts[s]) if max(counts.values()) > 1 else ","
+
+
+def _encodings(encoding: str | None) -> tuple[str, ...]:
+    """The encodings to try in turn: the profile's, or UTF-8 then Latin-1 (which decodes any
+    byte). UTF-8 is read as "utf-8-sig" so a byte-order mark never joins the first name."""
+    if encoding is None:
+        return ("utf-8-sig", "latin-1")
+    return ("utf-8-sig" if encoding.lower().replace("_", "-") in ("utf-8", "utf8") else encoding,)
+
+
+def _csv_options(path: str, fmt: str, encoding: str, delimiter: str | None) -> dict[str, Any]:
+    """pandas' options for this CSV: the separator, the encoding and the compression."""
+    sep = delimiter if delimiter is not None else _sniffed_delimiter(path, fmt, encoding)
     compression = {"gzip": "gzip", "zip": "zip"}.get(fmt)
     return {"sep": sep, "encoding": encoding, "compression": compression, "low_memory": False}
 
 
-def _chunks(path: str, fmt: str, columns: list[str] | None = None) -> Iterator[pd.DataFrame]:
+def _chunks(
+    path: str,
+    fmt: str,
+    columns: list[str] | None = None,
+    delimiter: str | None = None,
+    encoding: str | None = None,
+) -> Iterator[pd.DataFrame]:
     if fmt == "parquet":
         import pyarrow.parquet as pq
 
         for batch in pq.ParquetFile(path).iter_batches(READ_CHUNK_ROWS, columns=columns):
             yield batch.to_pandas()
         return
-    for encoding in ("utf-8-sig", "latin-1"):  # latin-1 decodes any byte
+    for attempt in _encodings(encoding):
         started = False
         try:
-            options = _csv_options(path, fmt, encoding)
+            options = _csv_options(path, fmt, attempt, delimiter)
             for chunk in pd.read_csv(path, usecols=columns, chunksize=READ_CHUNK_ROWS, **options):
                 started = True
                 yield chunk
             return
         except UnicodeDecodeError:
             if started:  # rows already handed on: starting over would repeat them
-                raise SystemExit(f"{path} is not valid {encoding} past its first rows") from None
+                raise SystemExit(f"{path} is not valid {attempt} past its first rows") from None
+    raise SystemExit(f"could not decode {path} as {encoding}")
 
 
-def _read_whole(path: str, fmt: str) -> pd.DataFrame:
+def _read_whole(path: str, fmt: str, delimiter: str | None, encoding: str | None) -> pd.DataFrame:
     if fmt == "parquet":
         return pd.read_parquet(path)
-    for encoding in ("utf-8-sig", "latin-1"):  # latin-1 decodes any byte
+    for attempt in _encodings(encoding):
         try:
-            return pd.read_csv(path, **_csv_options(path, fmt, encoding))
+            return pd.read_csv(path, **_csv_options(path, fmt, attempt, delimiter))
         except UnicodeDecodeError:
             continue
-    raise SystemExit(f"could not decode {path}")
+    raise SystemExit(f"could not decode {path}" + (f" as {encoding}" if encoding else ""))
 
 
-def _quotas(path: str, fmt: str, column: str, sample_rows: int) -> dict[Any, int] | None:
+def _quotas(
+    path: str,
+    fmt: str,
+    column: str,
+    sample_rows: int,
+    delimiter: str | None,
+    encoding: str | None,
+) -> dict[Any, int] | None:
     """Rows to keep per value of `column`: its share of `sample_rows`, at least two."""
     counts = pd.Series(dtype="int64")
-    for chunk in _chunks(path, fmt, [column]):
+    for chunk in _chunks(path, fmt, [column], delimiter, encoding):
         counts = counts.add(chunk[column].value_counts(), fill_value=0)
         if len(counts) > MAX_STRATA:
             return None
@@ -103,17 +133,27 @@ def _quotas(path: str, fmt: str, column: str, sample_rows: int) -> dict[Any, int
 
 
 def load_dataset(
-    path: str, sample_rows: int | None = None, stratify_by: str | None = None, seed: int = 42
+    path: str,
+    sample_rows: int | None = None,
+    stratify_by: str | None = None,
+    seed: int = 42,
+    delimiter: str | None = None,
+    encoding: str | None = None,
 ) -> pd.DataFrame:
-    """The dataset, or a (stratified) random sample of `sample_rows` rows of it, in file order."""
+    """The dataset, or a (stratified) random sample of `sample_rows` rows of it, in file order.
+
+    `delimiter` and `encoding` are the CSV dialect profiling decided; None sniffs (fallback).
+    """
     fmt = dataset_format(path)
     if sample_rows is None:
-        return _read_whole(path, fmt)
-    quotas = _quotas(path, fmt, stratify_by, sample_rows) if stratify_by else None
+        return _read_whole(path, fmt, delimiter, encoding)
+    quotas = (
+        _quotas(path, fmt, stratify_by, sample_rows, delimiter, encoding) if stratify_by else None
+    )
     rng = np.random.default_rng(seed)
     kept: dict[Any, pd.DataFrame] = {}
     position = 0
-    for chunk in _chunks(path, fmt):
+    for chunk in _chunks(path, fmt, None, delimiter, encoding):
         # Each row draws a random key; a stratum keeps the rows with the smallest keys, which
         # is a uniform sample of it, whatever order the file is in.
         chunk = chunk.assign(_key=rng.random(len(chunk)))

@@ -33,6 +33,8 @@ OUTPUT_DIR = Path(os.environ.get("OUTPUT_DIR", "."))
 TARGET = "target"
 TASK_TYPE = "classification"
 SAMPLE_ROWS: int | None = None
+CSV_DELIMITER = ","
+CSV_ENCODING = "utf-8"
 DROP_COLUMNS: list[str] = []
 ID_COLUMNS: list[str] = []
 NUMERIC_COLUMNS: list[str] = []
@@ -80,6 +82,8 @@ def main() -> None:
         DATASET_PATH,
         sample_rows=SAMPLE_ROWS,
         stratify_by=TARGET if TASK_TYPE == "classification" else None,
+        delimiter=CSV_DELIMITER,
+        encoding=CSV_ENCODING,
     )
     dropped = [c for c in DROP_COLUMNS if c in df.columns]
     df = df.drop(columns=dropped)

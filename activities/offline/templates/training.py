@@ -115,6 +115,8 @@ SEED = 42
 TARGET = "target"
 TASK_TYPE = "classification"
 SAMPLE_ROWS: int | None = None
+CSV_DELIMITER = ","
+CSV_ENCODING = "utf-8"
 METRIC = "roc_auc"
 NUMERIC_FEATURES: list[str] = []
 CATEGORICAL_FEATURES: list[str] = []
@@ -465,6 +467,8 @@ def main() -> None:
         DATASET_PATH,
         sample_rows=SAMPLE_ROWS,
         stratify_by=TARGET if TASK_TYPE == "classification" else None,
+        delimiter=CSV_DELIMITER,
+        encoding=CSV_ENCODING,
     )
     X, y = prepare(raw)
     classification = TASK_TYPE == "classification"
