@@ -138,6 +138,23 @@ class ServiceProcesses:
                 time.sleep(0.1)
         raise AssertionError("the API did not start within 30 s")
 
+    def wait_until_worker_polls(self, timeout: float = 60) -> None:
+        """Until Temporal has seen the worker poll its task queue: a worker still importing its
+        libraries answers no query, which a test (or a fuzzer) would take for a broken service."""
+        command = [
+            str(TEMPORAL_CLI), "task-queue", "describe",
+            "--task-queue", self.env["TEMPORAL_TASK_QUEUE"], "--task-queue-type", "workflow",
+            "--address", self.env["TEMPORAL_ADDRESS"], "--output", "json",
+        ]  # fmt: skip
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            assert self.worker is not None and self.worker.poll() is None, "the worker exited"
+            done = subprocess.run(command, capture_output=True, text=True, timeout=30)
+            if done.returncode == 0 and '"identity"' in done.stdout:
+                return
+            time.sleep(0.5)
+        raise AssertionError(f"the worker did not poll {self.env['TEMPORAL_TASK_QUEUE']} in time")
+
     def stop(self) -> None:
         for process in (self.api, self.worker):
             if process is not None and process.poll() is None:

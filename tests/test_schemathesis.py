@@ -55,6 +55,7 @@ def admin_service(
     )
     processes.start_worker()
     processes.start_api()
+    processes.wait_until_worker_polls()
     try:
         yield processes, lines[1]
     finally:
