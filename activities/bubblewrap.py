@@ -128,14 +128,18 @@ def command(
         "--hostname", "sandbox",
     ]  # fmt: skip
     argv += _system_binds()
-    for path in python_runtime():
-        argv += ["--ro-bind", str(path), str(path)]
     argv += [
         "--proc", "/proc",
         "--dev", "/dev",
         "--size", str(disk_bytes), "--tmpfs", "/dev/shm",
         "--size", str(disk_bytes), "--tmpfs", "/tmp",
         "--size", str(disk_bytes), "--tmpfs", str(WORK_DIR),
+    ]  # fmt: skip
+    # After the private /tmp: a checkout (and its venv) may itself live under /tmp, and a later
+    # mount lies over an earlier one.
+    for path in python_runtime():
+        argv += ["--ro-bind", str(path), str(path)]
+    argv += [
         "--ro-bind", str(dataset.resolve()), str(DATASET_PATH),
         "--ro-bind", str(child_script.resolve()), str(CHILD_SCRIPT),
         "--ro-bind-data", str(fds.passwd), "/etc/passwd",

@@ -486,3 +486,31 @@ async def _all_ended(marker: str) -> bool:
             return True
         await asyncio.sleep(0.05)
     return False
+
+
+async def test_a_runtime_that_lives_under_tmp_stays_visible_inside(
+    dataset: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A checkout (and its venv) under /tmp, as in a CI clone: the sandbox's private /tmp must
+    not hide it. tmp_path is under /tmp, so it stands in for such a runtime folder."""
+    from activities import bubblewrap
+
+    runtime = tmp_path / "runtime-under-tmp"
+    runtime.mkdir()
+    (runtime / "marker.txt").write_text("visible")
+    real = bubblewrap.python_runtime()
+    monkeypatch.setattr(bubblewrap, "python_runtime", lambda: [*real, runtime])
+    script = code(
+        f"""
+        from pathlib import Path
+        print(Path({str(runtime / "marker.txt")!r}).read_text())
+        """
+    )
+    workdir = tmp_path / "work"
+    workdir.mkdir()
+
+    run = await run_python(script, dataset, workdir, LIMITS)
+
+    assert run.exit_code == 0, run.stderr
+    assert "visible" in run.stdout
+    assert run.isolation is Isolation.BUBBLEWRAP
