@@ -112,8 +112,11 @@ class ApiMetrics:
     async def _count_awaiting_approval(self) -> float:
         try:
             client = await self.runs.gateway.client()
+            # This deployment's runs: others may share the namespace on their own task queue.
+            queue = self.runs.settings.temporal_task_queue.replace("'", "\\'")
             result = await client.count_workflows(
-                AWAITING_APPROVAL_QUERY, rpc_timeout=timedelta(seconds=3)
+                f"{AWAITING_APPROVAL_QUERY} AND TaskQueue = '{queue}'",
+                rpc_timeout=timedelta(seconds=3),
             )
         except (ApiError, RPCError, RuntimeError):
             return math.nan  # unknown, not zero: a gap on the dashboard, not a false calm
