@@ -223,7 +223,13 @@ class RunService:
         Runs started before the run kept it there are asked by query instead.
         """
         description = await self._describe(workflow_id, reader)
-        memo = await description.memo()
+        try:
+            memo = await description.memo()
+        except (KeyError, ValueError) as err:
+            raise TemporalUnavailable(
+                f"Run {workflow_id!r} was written with payload encryption keys this API does "
+                "not hold; give it the same PAYLOAD_ENCRYPTION_KEYS as the worker."
+            ) from err
         if STATUS_MEMO_KEY not in memo:
             return (await self.state(workflow_id)).status_view()
         view = RunStatusView.model_validate(memo[STATUS_MEMO_KEY])
@@ -515,7 +521,12 @@ async def _summary(execution: WorkflowExecution) -> RunSummary:
     status = RunStatus(recorded) if recorded in RunStatus._value2member_map_ else RunStatus.STARTED
     status = _reported_status(status, execution.status)
     step = attributes.get(CURRENT_STEP_ATTRIBUTE) or ""
-    memo = await execution.memo()
+    try:
+        memo = await execution.memo()
+    except (KeyError, ValueError):
+        # Encrypted under keys this API does not hold (or written by something else): list the
+        # run without its goal rather than fail the whole page.
+        memo = {}
     return RunSummary(
         workflow_id=execution.id,
         status=status,

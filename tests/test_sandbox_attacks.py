@@ -226,7 +226,10 @@ def test_writing_into_another_runs_artifacts_is_stopped(
     attacks: AttackRun, victim: Victim, api: httpx.Client
 ) -> None:
     verdict = attacks.verdicts["write_other_runs_artifact"]
-    assert verdict["error"] == "PermissionError", verdict  # raised when every write failed
+    if not victim.artifacts.is_relative_to("/tmp"):
+        assert verdict["error"] == "PermissionError", verdict  # raised when every write failed
+    # A checkout under /tmp (a CI clone): the path exists inside only in the sandbox's private
+    # /tmp, so the write "succeeds" there; what matters is the host, checked below.
     served = api.get(f"/workflow/{victim.workflow_id}/artifacts/browser_agent/v1/eda_summary.json")
     assert served.content == victim.summary
     planted = api.get(f"/workflow/{victim.workflow_id}/artifacts/browser_agent/v1/planted.txt")
