@@ -212,6 +212,9 @@ class RunService:
             description = await handle.describe()
         if description.workflow_type != WORKFLOW_TYPE:
             raise RunNotFound(f"{workflow_id!r} is not a data-science run.")
+        if description.task_queue != self.settings.temporal_task_queue:
+            # Another deployment's run in a shared namespace: not this service's to show.
+            raise RunNotFound(f"No run with id {workflow_id!r}.")
         if reader is not None and not reader.reads_every_run:
             if description.typed_search_attributes.get(OWNER_ATTRIBUTE) != reader.name:
                 raise RunNotFound(f"No run with id {workflow_id!r}.")
@@ -404,7 +407,10 @@ class RunService:
         """Runs the caller may see: admins and viewers all; others their own, and approvers
         also every run that awaits approval. `owner` narrows further ("me" is the caller)."""
         client = await self.gateway.client()
-        query = f"WorkflowType = '{WORKFLOW_TYPE}'"
+        query = (
+            f"WorkflowType = '{WORKFLOW_TYPE}' AND "
+            f"TaskQueue = {_quoted(self.settings.temporal_task_queue)}"
+        )
         if status is not None:
             query += f" AND {_status_filter(status)}"
         if owner is not None:
