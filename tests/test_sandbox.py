@@ -10,7 +10,6 @@ import asyncio
 import socket
 import textwrap
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -26,6 +25,7 @@ from activities.sandbox import (
     SandboxUnavailable,
     run_python,
 )
+from tests.host_processes import live_processes_with, new_marker
 
 LIMITS = SandboxLimits(wall_seconds=30, memory_mb=1024, cpu_seconds=30, output_bytes=64 * 1024)
 
@@ -459,24 +459,10 @@ async def test_a_root_worker_without_a_pids_cgroup_is_refused(
 
 
 def _marker() -> str:
-    """A sleep duration no other process on the machine uses, to find the code's processes."""
-    return f"{3000 + uuid.uuid4().int % 1000}.{uuid.uuid4().int % 10**6:06d}"
+    return new_marker(3000)
 
 
-def _host_processes_running(marker: str) -> list[int]:
-    """Host pids of live (not zombie) processes whose command line ends with the marker."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            argv = (entry / "cmdline").read_bytes().split(b"\0")
-            state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
-        except OSError:
-            continue
-        if marker.encode() in argv and state != "Z":
-            found.append(int(entry.name))
-    return found
+_host_processes_running = live_processes_with
 
 
 async def _all_ended(marker: str) -> bool:

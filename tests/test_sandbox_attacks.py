@@ -28,6 +28,7 @@ import pytest
 from temporalio.testing import WorkflowEnvironment
 
 from tests.conftest import ROOT, ServiceProcesses
+from tests.host_processes import live_processes_with, new_marker
 from tests.llm_standin import FakeLlmServer, Recorded, Scripted, openai_ok, service_using
 from tests.sample_data import make_churn
 from tests.test_llm_whole_run import ANSWERS, EDA_CODE, MODEL, recognise
@@ -403,24 +404,10 @@ def _seconds(attacks: AttackRun, name: str) -> dict[str, Any]:
 
 
 def _marker() -> str:
-    """A sleep duration no other process on the machine uses, to find the code's processes."""
-    return f"{5000 + uuid.uuid4().int % 1000}.{uuid.uuid4().int % 10**6:06d}"
+    return new_marker(5000)
 
 
-def _host_processes_with(marker: str) -> list[int]:
-    """Host pids of live (not zombie) processes with the marker as an argument."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            argv = (entry / "cmdline").read_bytes().split(b"\0")
-            state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
-        except OSError:
-            continue
-        if marker.encode() in argv and state != "Z":
-            found.append(int(entry.name))
-    return found
+_host_processes_with = live_processes_with
 
 
 def _listening_sockets() -> dict[int, int]:
