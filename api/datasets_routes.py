@@ -20,10 +20,12 @@ from python_multipart.multipart import MultipartParser, parse_options_header
 
 from activities.storage import Storage
 from activities.uploads import (
+    UPLOAD_SCHEME,
     UploadMissing,
     UploadTooLarge,
     UploadWriter,
     clean_filename,
+    dataset_id_from_reference,
     read_record,
     upload_reference,
 )
@@ -158,19 +160,24 @@ def dataset_url_for_start(body: StartRequest, principal: Principal, storage: Sto
 
     Someone else's upload answers exactly like a missing one, so ids cannot be probed.
     """
-    if body.dataset_id is None:
+    if body.dataset_id is not None:
+        dataset_id = body.dataset_id
+    else:
         assert body.dataset_url is not None  # StartRequest requires exactly one of them
-        return body.dataset_url
+        if not body.dataset_url.lower().startswith(UPLOAD_SCHEME):
+            return body.dataset_url
+        # A run's own reference, copied to run again on the same upload: same owner rule.
+        dataset_id = dataset_id_from_reference(body.dataset_url) or body.dataset_url
     try:
-        record = read_record(storage, body.dataset_id)
+        record = read_record(storage, dataset_id)
     except UploadMissing:
         record = None
     if record is None or (record.owner != principal.name and not principal.is_admin):
         raise UploadNotFound(
-            f"No uploaded dataset {body.dataset_id!r} that you can use; upload the file with "
+            f"No uploaded dataset {dataset_id!r} that you can use; upload the file with "
             "POST /datasets and start with the dataset_id it returns."
         )
-    return upload_reference(body.dataset_id)
+    return upload_reference(dataset_id)
 
 
 def _boundary(content_type: str) -> bytes:

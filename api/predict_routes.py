@@ -84,6 +84,8 @@ _REQUEST_BODY = {
                 "type": "object",
                 "properties": {"file": {"type": "string", "format": "binary", "minLength": 1}},
                 "required": ["file"],
+                # Only the file is read; other fields are refused (at most a few are parsed).
+                "additionalProperties": False,
             }
         },
     },
@@ -178,6 +180,11 @@ async def _read_rows(request: Request, settings: Settings) -> bytes:
             form = await request.form(max_files=1, max_fields=10)
         except HTTPException as err:  # Starlette's 400 for a form it cannot parse
             raise _invalid("file", f"the multipart form could not be read: {err.detail}") from None
+        extra = sorted(set(form.keys()) - {"file"})
+        if extra:
+            raise _invalid(
+                "file", f"only the field 'file' is read; remove {', '.join(map(repr, extra[:3]))}"
+            )
         upload = form.get("file")
         if not isinstance(upload, UploadFile):
             raise _invalid("file", "upload the rows as a CSV file in the form field 'file'")

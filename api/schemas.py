@@ -53,7 +53,10 @@ class StartRequest(BaseModel):
         max_length=2048,
         json_schema_extra={"pattern": NO_CONTROL_CHARACTERS},
         examples=["https://example.com/churn.csv"],
-        description="Where the CSV is: http(s), or a path under DATASET_ROOTS. Or give dataset_id.",
+        description=(
+            "Where the CSV is: http(s), a path under DATASET_ROOTS, or a run's `upload://ds-…` "
+            "reference to one of your uploads. Or give dataset_id."
+        ),
     )
     dataset_id: str | None = Field(
         default=None,
@@ -73,8 +76,10 @@ class StartRequest(BaseModel):
             return None
         # Refuse at the door what intake could never fetch, rather than start a doomed run.
         scheme, separator, _ = value.partition("://")
-        if separator and scheme.lower() not in ("http", "https", "file"):
-            raise ValueError(f"unsupported scheme {scheme!r}: use http(s)://, file:// or a path")
+        if separator and scheme.lower() not in ("http", "https", "file", "upload"):
+            raise ValueError(
+                f"unsupported scheme {scheme!r}: use http(s)://, file://, upload:// or a path"
+            )
         if any(ord(char) < 32 or ord(char) == 127 for char in value):
             raise ValueError("contains control characters (NUL, newline, ...)")
         return value

@@ -545,6 +545,28 @@ def test_someone_elses_upload_does_not_exist_for_you_unless_you_are_admin(team: 
     assert by_admin.status_code == 200, by_admin.text
 
 
+def test_a_runs_upload_reference_starts_a_new_run_for_its_owner_only(team: Team) -> None:
+    """`upload://ds-…` (what a run's dataset_url shows) passes the same owner check as dataset_id."""
+    with team.client("alice") as alice, team.client("bob") as bob:
+        reference = "upload://" + upload(alice, CHURN).json()["dataset_id"]
+        rerun = alice.post("/workflow/start", json={"user_goal": GOAL, "dataset_url": reference})
+        if rerun.status_code == 200:
+            rerun_id = rerun.json()["workflow_id"]
+            rerun_state = alice.get(f"/workflow/{rerun_id}").json()
+            alice.post(f"/workflow/{rerun_id}/cancel")
+        stolen = bob.post("/workflow/start", json={"user_goal": GOAL, "dataset_url": reference})
+        forged = [
+            bob.post("/workflow/start", json={"user_goal": GOAL, "dataset_url": url})
+            for url in ("upload://../../uploads/x", "UPLOAD://ds-" + "0" * 24, "upload://")
+        ]
+
+    assert rerun.status_code == 200, rerun.text
+    assert rerun_state["dataset_url"] == reference
+    assert stolen.status_code == 404, stolen.text
+    assert "POST /datasets" in stolen.json()["detail"]
+    assert [response.status_code for response in forged] == [404, 404, 404]
+
+
 def uploads_now(team: Team) -> set[str]:
     folder = team.service.data_dir / "uploads"
     return {p.name for p in folder.iterdir()} if folder.exists() else set()
@@ -612,8 +634,7 @@ def test_uploading_needs_the_operator_role(team: Team) -> None:
      ({"user_goal": "churn", "dataset_url": "x.csv", "dataset_id": "ds-" + "0" * 24}, "body"),
      ({"user_goal": "churn"}, "body"),
      ({"user_goal": "churn", "dataset_id": "../../etc/passwd"}, "body.dataset_id"),
-     # Only the API hands out upload references, after checking who owns the upload.
-     ({"user_goal": "churn", "dataset_url": "upload://ds-" + "0" * 24}, "body.dataset_url")],
+     ({"user_goal": "churn", "dataset_url": "gopher://h/x.csv"}, "body.dataset_url")],
 )  # fmt: skip
 def test_control_characters_and_ambiguous_sources_are_422_naming_the_field(
     team: Team, body: dict[str, str], field: str

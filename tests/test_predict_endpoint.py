@@ -115,6 +115,19 @@ def test_csv_upload_gets_predictions(api: httpx.Client, finished_run: str, churn
     assert response.json()["n_rows"] == 30 and len(response.json()["predictions"]) == 30
 
 
+def test_a_form_with_fields_besides_the_file_is_422_naming_them(
+    api: httpx.Client, finished_run: str, churn_csv: Path
+):
+    head = b"\n".join(churn_csv.read_bytes().splitlines()[:3]) + b"\n"
+    response = api.post(
+        f"/workflow/{finished_run}/predict",
+        data={"note": "x"},
+        files={"file": ("rows.csv", head, "text/csv")},
+    )
+    assert response.status_code == 422, response.text
+    assert "'note'" in response.json()["detail"]
+
+
 def test_unknown_and_missing_columns_are_422_naming_them(
     api: httpx.Client, finished_run: str, churn_csv: Path
 ):
