@@ -53,5 +53,7 @@ def configure_logging(level: str = "INFO") -> None:
     # uvicorn installs its own handlers; route its lines through ours instead.
     for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
         logger = logging.getLogger(name)
+        if name == "uvicorn.access" and not logger.handlers and not logger.propagate:
+            continue  # `uvicorn --no-access-log` turned it off before importing the app
         logger.handlers[:] = []
         logger.propagate = True

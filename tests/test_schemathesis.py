@@ -23,11 +23,17 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 SCHEMATHESIS = Path(sys.executable).parent / "st"
 
 # Only what the schema cannot say: a page_token is opaque, so any string fits its schema, but
-# only tokens this API returned name a page (400 otherwise). Every other check runs unchanged.
+# only tokens this API returned name a page (400 otherwise); and rows to predict must hold the
+# columns of that run's model, which its schema cannot know (422 naming them otherwise). Every
+# other check runs unchanged.
 CONFIG = """
 [[operations]]
 include-name = "GET /workflows"
 checks.positive_data_acceptance.expected-statuses = ["2xx", "400", "401", "403", "404", "409", "429", "5xx"]
+
+[[operations]]
+include-name = "POST /workflow/{workflow_id}/predict"
+checks.positive_data_acceptance.expected-statuses = ["2xx", "401", "403", "404", "409", "422", "429", "5xx"]
 """
 
 
