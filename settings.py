@@ -81,6 +81,9 @@ class Settings(BaseSettings):
     # Dataset intake and execution.
     allow_local_datasets: bool = True
     max_dataset_bytes: int = 5 * 1024**3  # compressed input counts unpacked
+    # With object storage, each worker caches the datasets it ran under DATA_DIR/cache; the least
+    # recently used are removed past this size (those in use never are).
+    dataset_cache_max_bytes: int = Field(default=20 * 1024**3, ge=0)
     max_dataset_columns: int = Field(default=2000, ge=1)
     # Above this many rows both brains train on a sample of this size (stratified by the target
     # for a classification), and the profile says so.

@@ -61,7 +61,13 @@ from activities.dataset_paths import (
 )
 from activities.heartbeats import run_with_heartbeats
 from activities.profiling import DELIMITERS
-from activities.storage import LocalStorage, Storage, publish_dataset, storage_from_settings
+from activities.storage import (
+    LocalStorage,
+    Storage,
+    publish_dataset,
+    sha256_of,
+    storage_from_settings,
+)
 from activities.uploads import (
     UPLOAD_SCHEME,
     UploadMissing,
@@ -339,20 +345,12 @@ def _verified_previous(folder: Path, source_key: str) -> StoredDataset | None:
                 continue
             if destination.stat().st_size != meta["size_bytes"]:
                 continue
-            if _sha256_of(destination) != meta["sha256"]:
+            if sha256_of(destination) != meta["sha256"]:
                 continue
             return StoredDataset(destination, int(meta["size_bytes"]), str(meta["sha256"]))
         except (OSError, ValueError, KeyError, TypeError):
             continue
     return None
-
-
-def _sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while chunk := handle.read(1024 * 1024):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _sweep_partial_files(folder: Path) -> None:

@@ -20,6 +20,12 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.artifacts import ArtifactStore, iter_regular_files
+from activities.dataset_cache import (
+    CACHE_FOLDER,
+    DatasetCache,
+    DatasetChecksumMismatch,
+    DatasetLease,
+)
 from activities.heartbeats import run_with_heartbeats
 from activities.sandbox import (
     Isolation,
@@ -32,9 +38,6 @@ from activities.sandbox import (
 from activities.scratch import WorkerScratch
 from activities.scratch import sweep as sweep_scratch
 from activities.storage import (
-    CACHE_FOLDER,
-    DatasetCache,
-    DatasetChecksumMismatch,
     StorageKeyMissing,
     dataset_key,
     is_shared_folder,
@@ -341,7 +344,9 @@ class ExecutionActivities:
         # Datasets come from the same storage as artifacts; with object storage, a worker that
         # did not fetch a run's dataset downloads it once into its cache, verified.
         self.storage = store.storage
-        self.dataset_cache = DatasetCache(self.storage, settings.data_dir / CACHE_FOLDER)
+        self.dataset_cache = DatasetCache(
+            self.storage, settings.data_dir / CACHE_FOLDER, settings.dataset_cache_max_bytes
+        )
         self.own_datasets_dir = settings.datasets_dir
         # This worker's own scratch folder, locked for its lifetime (activities/scratch.py).
         self.scratch = WorkerScratch(settings.data_dir / "scratch")
@@ -389,20 +394,22 @@ class ExecutionActivities:
         dataset = await run_with_heartbeats(
             asyncio.to_thread(self._local_dataset, request, label), self.heartbeat_seconds
         )
-        # The executors read the dataset from this worker's disk, wherever intake stored it.
-        request = request.model_copy(update={"dataset_path": str(dataset)})
+        # The executors read the dataset from this worker's disk, wherever intake stored it;
+        # the lease keeps the cache from evicting it meanwhile.
+        request = request.model_copy(update={"dataset_path": str(dataset.path)})
 
-        scratch = self._new_scratch_dir(request)
-        try:
-            outcome = await run_with_heartbeats(
-                executor.run(request, scratch / "work"), self.heartbeat_seconds
-            )
-            # Moving outputs (possibly a large model) is file I/O: kept off the event loop.
-            metrics, refs = await run_with_heartbeats(
-                asyncio.to_thread(self._publish, request, outcome), self.heartbeat_seconds
-            )
-        finally:
-            await asyncio.to_thread(shutil.rmtree, scratch, ignore_errors=True)
+        with dataset:
+            scratch = self._new_scratch_dir(request)
+            try:
+                outcome = await run_with_heartbeats(
+                    executor.run(request, scratch / "work"), self.heartbeat_seconds
+                )
+                # Moving outputs (possibly a large model) is file I/O: kept off the event loop.
+                metrics, refs = await run_with_heartbeats(
+                    asyncio.to_thread(self._publish, request, outcome), self.heartbeat_seconds
+                )
+            finally:
+                await asyncio.to_thread(shutil.rmtree, scratch, ignore_errors=True)
 
         record_execution(outcome.backend, outcome.exit_code, outcome.limit)
         if outcome.limit_message:
@@ -424,7 +431,7 @@ class ExecutionActivities:
             artifacts=refs,
         )
 
-    def _local_dataset(self, request: ExecutionRequest, label: str) -> Path:
+    def _local_dataset(self, request: ExecutionRequest, label: str) -> DatasetLease:
         """The run's dataset as a file on this worker: where intake put it when the storage is
         a shared folder or this worker fetched it, else this worker's verified cached copy."""
         path = Path(request.dataset_path)
@@ -432,12 +439,12 @@ class ExecutionActivities:
             path.is_relative_to(self.own_datasets_dir) and path.is_file()
         ):
             if path.is_file():
-                return path
+                return DatasetLease(path, None)
             raise _dataset_missing(f"{label}: the dataset file {path} is missing on this worker")
         key = request.dataset_key or dataset_key(request.workflow_id, path.name)
         try:
             sha256 = request.dataset_sha256 or stored_dataset_sha256(self.storage, key)
-            return self.dataset_cache.local_copy(key, sha256)
+            return self.dataset_cache.lease(key, sha256)
         except StorageKeyMissing:
             raise _dataset_missing(
                 f"{label}: the dataset {key} is not in {self.storage.description}; start the "

@@ -5,7 +5,7 @@ Keys are relative POSIX names: `datasets/<run>/<file>`, `uploads/<dataset_id>/<f
 `make dev` keeps the layout it always had) with atomic writes; S3Storage onto
 `s3://bucket/prefix/<key>`, through boto3. With object storage no two processes share a disk:
 each keeps only its own scratch and a checksum-keyed cache of the datasets it worked on
-(DatasetCache).
+(activities/dataset_cache.py).
 
 boto3 rather than fsspec+s3fs or obstore: this code is synchronous and runs in threads, boto3's
 client is thread-safe, s3transfer does multipart uploads and downloads of multi-GB datasets by
@@ -18,15 +18,13 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import re
 import shutil
 import tempfile
-import threading
 import uuid
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, Protocol, cast
 
 if TYPE_CHECKING:
@@ -37,11 +35,9 @@ if TYPE_CHECKING:
 DATASETS_PREFIX = "datasets"
 UPLOADS_PREFIX = "uploads"
 ARTIFACTS_PREFIX = "artifacts"
-CACHE_FOLDER = "cache"  # DATA_DIR/cache/<sha256>/<file>: datasets this worker fetched from storage
 DATASET_META_SUFFIX = ".meta.json"  # beside a stored dataset: its size and sha256
 TEMP_PREFIX = ".tmp-"  # files being written or staged; listings skip them
 
-_SHA256 = re.compile(r"[0-9a-f]{64}")
 _CHUNK = 1024 * 1024
 
 
@@ -51,10 +47,6 @@ class StorageKeyMissing(LookupError):
     def __init__(self, key: str) -> None:
         super().__init__(f"nothing stored under {key!r}")
         self.key = key
-
-
-class DatasetChecksumMismatch(RuntimeError):
-    """A dataset read back from storage is not the file intake stored."""
 
 
 @dataclass(frozen=True)
@@ -477,45 +469,3 @@ def sha256_of(path: Path) -> str:
         while chunk := handle.read(_CHUNK):
             digest.update(chunk)
     return digest.hexdigest()
-
-
-class DatasetCache:
-    """DATA_DIR/cache/<sha256>/<file>: a stored dataset, downloaded once per worker, verified.
-
-    The checksum in the folder name is the one intake computed; a download that does not match
-    it is discarded, so the sandbox only ever reads the bytes that intake checked.
-    """
-
-    def __init__(self, storage: Storage, folder: Path) -> None:
-        self.storage = storage
-        self.folder = folder
-        self._locks: dict[str, threading.Lock] = {}
-        self._locks_guard = threading.Lock()
-
-    def local_copy(self, key: str, sha256: str) -> Path:
-        direct = self.storage.local_path(key)
-        if direct is not None:
-            return direct  # a shared folder: the stored file is already local
-        if not _SHA256.fullmatch(sha256):
-            raise ValueError(f"invalid sha256 {sha256!r} for {key!r}")
-        target = self.folder / sha256 / PurePosixPath(key).name
-        with self._lock_for(sha256):  # two steps of one run on this worker download once
-            if target.is_file():
-                return target
-            temp = target.with_name(f"{TEMP_PREFIX}{uuid.uuid4().hex}")
-            try:
-                self.storage.get_to_path(key, temp)
-                actual = sha256_of(temp)
-                if actual != sha256:
-                    raise DatasetChecksumMismatch(
-                        f"{key} in {self.storage.description} has sha256 {actual}, not the "
-                        f"{sha256} recorded at intake; the stored file changed or is damaged"
-                    )
-                os.replace(temp, target)
-            finally:
-                temp.unlink(missing_ok=True)
-        return target
-
-    def _lock_for(self, sha256: str) -> threading.Lock:
-        with self._locks_guard:
-            return self._locks.setdefault(sha256, threading.Lock())

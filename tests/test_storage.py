@@ -17,10 +17,9 @@ from fastapi.testclient import TestClient
 from moto.server import ThreadedMotoServer
 
 from activities.artifacts import ArtifactNotFound, ArtifactStore
+from activities.dataset_cache import DatasetCache, DatasetChecksumMismatch
 from activities.storage import (
     ARTIFACTS_PREFIX,
-    DatasetCache,
-    DatasetChecksumMismatch,
     LocalStorage,
     S3Storage,
     Storage,
@@ -285,13 +284,14 @@ def test_a_worker_without_the_dataset_downloads_it_once_and_verifies_it(
     assert key == f"datasets/{RUN}/dataset.csv"
     assert stored_dataset_sha256(other, key) == sha256
 
-    cache = DatasetCache(other, tmp_path / "b" / "cache")
-    local = cache.local_copy(key, sha256)
-    assert local == tmp_path / "b" / "cache" / sha256 / "dataset.csv"
-    assert local.read_bytes() == dataset.read_bytes()
+    cache = DatasetCache(other, tmp_path / "b" / "cache", max_bytes=10**9)
+    with cache.lease(key, sha256) as local:
+        assert local == tmp_path / "b" / "cache" / sha256 / "dataset.csv"
+        assert local.read_bytes() == dataset.read_bytes()
     # The second step on this worker reads the cached copy, not the store.
     s3_server.client().delete_object(Bucket=bucket, Key=f"runs/{key}")
-    assert cache.local_copy(key, sha256) == local
+    with cache.lease(key, sha256) as again:
+        assert again == local
 
 
 def test_a_dataset_changed_in_storage_is_refused_and_not_cached(
@@ -306,10 +306,60 @@ def test_a_dataset_changed_in_storage_is_refused_and_not_cached(
     # Someone with write access to the bucket swaps the data under a finished intake.
     s3_server.client().put_object(Bucket=bucket, Key=f"runs/{key}", Body=b"x,y\n6,6\n")
 
-    cache = DatasetCache(storage, tmp_path / "data" / "cache")
+    cache = DatasetCache(storage, tmp_path / "data" / "cache", max_bytes=10**9)
     with pytest.raises(DatasetChecksumMismatch, match=sha256):
-        cache.local_copy(key, sha256)
-    assert not any(p.is_file() for p in (tmp_path / "data" / "cache").rglob("*"))
+        cache.lease(key, sha256)
+    assert cached(tmp_path / "data" / "cache") == set()
+
+
+def publish_datasets(storage: Storage, tmp_path: Path, count: int) -> list[tuple[str, str]]:
+    """`count` distinct 1,000-byte datasets in storage: their keys and checksums."""
+    published = []
+    for index in range(count):
+        path = tmp_path / "intake" / f"wf-cache{index}" / "dataset.csv"
+        path.parent.mkdir(parents=True)
+        path.write_bytes(f"{index:09d}\n".encode() * 100)
+        sha256 = hashlib.sha256(path.read_bytes()).hexdigest()
+        published.append((publish_dataset(storage, f"wf-cache{index}", path, sha256), sha256))
+    return published
+
+
+def cached(folder: Path) -> set[str]:
+    return {p.name for p in folder.iterdir() if not p.name.startswith(".")}
+
+
+def test_the_cache_keeps_its_size_by_evicting_the_least_recently_used(
+    s3_server: S3Server, tmp_path: Path
+) -> None:
+    storage = storage_from_settings(s3_settings(s3_server, s3_server.new_bucket(), tmp_path / "w"))
+    (a, sha_a), (b, sha_b), (c, sha_c) = publish_datasets(storage, tmp_path, 3)
+    folder = tmp_path / "w" / "cache"
+    cache = DatasetCache(storage, folder, max_bytes=2500)  # room for two
+
+    for key, sha256 in ((a, sha_a), (b, sha_b), (a, sha_a)):  # a is used again after b
+        cache.lease(key, sha256).release()
+    cache.lease(c, sha_c).release()
+
+    assert cached(folder) == {sha_a, sha_c}, "b was the least recently used"
+
+
+def test_a_dataset_in_use_is_never_evicted_even_by_another_process(
+    s3_server: S3Server, tmp_path: Path
+) -> None:
+    storage = storage_from_settings(s3_settings(s3_server, s3_server.new_bucket(), tmp_path / "w"))
+    (a, sha_a), (b, sha_b), (c, sha_c) = publish_datasets(storage, tmp_path, 3)
+    folder = tmp_path / "w" / "cache"
+    # Two caches over one folder: two worker processes sharing a DATA_DIR.
+    running, other = (DatasetCache(storage, folder, max_bytes=1500) for _ in range(2))
+
+    with running.lease(a, sha_a) as in_use:
+        other.lease(b, sha_b).release()
+        other.lease(c, sha_c).release()
+        assert in_use.read_bytes() == b"000000000\n" * 100, "evicted while a step read it"
+        assert cached(folder) == {sha_a, sha_c}
+    other.lease(b, sha_b).release()
+
+    assert cached(folder) == {sha_b}, "once released, it goes like any other"
 
 
 def test_a_shared_folder_needs_no_cache(tmp_path: Path) -> None:
@@ -321,7 +371,8 @@ def test_a_shared_folder_needs_no_cache(tmp_path: Path) -> None:
 
     key = publish_dataset(storage, RUN, dataset, sha256)
 
-    assert DatasetCache(storage, tmp_path / "cache").local_copy(key, sha256) == dataset.resolve()
+    with DatasetCache(storage, tmp_path / "cache", max_bytes=0).lease(key, sha256) as local:
+        assert local == dataset.resolve()
     assert not (tmp_path / "cache").exists()
     assert not (dataset.parent / "dataset.csv.meta.json").exists()  # intake's own record stays
 
