@@ -312,8 +312,12 @@ def test_a_dataset_changed_in_storage_is_refused_and_not_cached(
     assert cached(tmp_path / "data" / "cache") == set()
 
 
-def publish_datasets(storage: Storage, tmp_path: Path, count: int) -> list[tuple[str, str]]:
-    """`count` distinct 1,000-byte datasets in storage: their keys and checksums."""
+def publish_datasets(
+    s3_server: S3Server, tmp_path: Path, count: int
+) -> tuple[Storage, list[tuple[str, str]]]:
+    """A worker's storage on a new bucket holding `count` distinct 1,000-byte datasets, and
+    their keys and checksums."""
+    storage = storage_from_settings(s3_settings(s3_server, s3_server.new_bucket(), tmp_path / "w"))
     published = []
     for index in range(count):
         path = tmp_path / "intake" / f"wf-cache{index}" / "dataset.csv"
@@ -321,7 +325,7 @@ def publish_datasets(storage: Storage, tmp_path: Path, count: int) -> list[tuple
         path.write_bytes(f"{index:09d}\n".encode() * 100)
         sha256 = hashlib.sha256(path.read_bytes()).hexdigest()
         published.append((publish_dataset(storage, f"wf-cache{index}", path, sha256), sha256))
-    return published
+    return storage, published
 
 
 def cached(folder: Path) -> set[str]:
@@ -331,8 +335,7 @@ def cached(folder: Path) -> set[str]:
 def test_the_cache_keeps_its_size_by_evicting_the_least_recently_used(
     s3_server: S3Server, tmp_path: Path
 ) -> None:
-    storage = storage_from_settings(s3_settings(s3_server, s3_server.new_bucket(), tmp_path / "w"))
-    (a, sha_a), (b, sha_b), (c, sha_c) = publish_datasets(storage, tmp_path, 3)
+    storage, [(a, sha_a), (b, sha_b), (c, sha_c)] = publish_datasets(s3_server, tmp_path, 3)
     folder = tmp_path / "w" / "cache"
     cache = DatasetCache(storage, folder, max_bytes=2500)  # room for two
 
@@ -346,8 +349,7 @@ def test_the_cache_keeps_its_size_by_evicting_the_least_recently_used(
 def test_a_dataset_in_use_is_never_evicted_even_by_another_process(
     s3_server: S3Server, tmp_path: Path
 ) -> None:
-    storage = storage_from_settings(s3_settings(s3_server, s3_server.new_bucket(), tmp_path / "w"))
-    (a, sha_a), (b, sha_b), (c, sha_c) = publish_datasets(storage, tmp_path, 3)
+    storage, [(a, sha_a), (b, sha_b), (c, sha_c)] = publish_datasets(s3_server, tmp_path, 3)
     folder = tmp_path / "w" / "cache"
     # Two caches over one folder: two worker processes sharing a DATA_DIR.
     running, other = (DatasetCache(storage, folder, max_bytes=1500) for _ in range(2))
