@@ -128,6 +128,13 @@ class Settings(BaseSettings):
     oidc_jwks_url: str | None = None
     oidc_roles_claim: str = "roles"  # a dotted path such as "realm_access.roles" works too
     oidc_leeway_seconds: float = Field(default=30, ge=0)
+    # The desk's own sign-in with the identity provider (authorization code with PKCE); without
+    # a client id the desk takes bearer tokens only (from a proxy in front of it, say).
+    oidc_client_id: str | None = None
+    oidc_client_secret: SecretStr | None = None  # a confidential client; public ones need none
+    oidc_scopes: str = "openid"
+    # Signs the sign-in's short-lived state cookie; the same on every API replica.
+    desk_session_secret: SecretStr | None = None
 
     # Abuse limits, per principal (per client address when unauthenticated).
     rate_limit_default: str = "120/minute"
@@ -181,6 +188,11 @@ class Settings(BaseSettings):
         # Paths under it travel to other processes (the ML Worker, the sandbox) and to generated
         # code running in its own working directory; relative paths would break there.
         return value.expanduser().resolve()
+
+    @property
+    def desk_oidc_login(self) -> bool:
+        """Whether the desk signs people in with the identity provider itself."""
+        return self.auth_mode == "oidc" and bool(self.oidc_client_id)
 
     @cached_property
     def datasets_dir(self) -> Path:

@@ -331,7 +331,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(datasets_router)
     install_codec_endpoint(app, settings)
     app.include_router(events_router)
-    install_desk(app)
+    install_desk(app, settings)
     install_observability(app, settings)  # /metrics, /health/live, /health/ready, tracing
     return app
 

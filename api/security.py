@@ -35,7 +35,10 @@ api_key_scheme = APIKeyHeader(
 session_cookie_scheme = APIKeyCookie(
     name=SESSION_COOKIE,
     auto_error=False,
-    description="The web desk's login cookie: the raw API key (AUTH_MODE=api_key).",
+    description=(
+        "The web desk's sign-in cookie: the API key (AUTH_MODE=api_key) or the access token "
+        "from the desk's sign-in with the identity provider (AUTH_MODE=oidc)."
+    ),
 )
 
 
@@ -86,12 +89,14 @@ class OidcAuthentication:
         self.verifier = verifier
 
     async def authenticate(self, credentials: Credentials) -> Principal:
-        if not credentials.bearer:
+        # The desk's cookie holds an access token from its sign-in (api/ui/oidc_login.py).
+        token = credentials.bearer or credentials.cookie
+        if not token:
             raise _challenge(
                 "No bearer token: send your identity provider's access token as "
                 "`Authorization: Bearer <token>`."
             )
-        return await self.verifier.principal_for(credentials.bearer)
+        return await self.verifier.principal_for(token)
 
 
 def authenticator_for(settings: Settings) -> Authenticator:

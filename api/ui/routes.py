@@ -9,7 +9,7 @@ check that they were posted from this host (Origin, else Referer).
 from __future__ import annotations
 
 import asyncio
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 from urllib.parse import quote, urlsplit
 
 from fastapi import APIRouter, Depends, Form, Query, Request
@@ -93,13 +93,14 @@ def require_same_origin(request: Request) -> None:
         )
 
 
-def _render(
+def render_page(
     request: Request, name: str, context: dict[str, Any], status_code: int = 200
 ) -> Response:
     settings = _settings(request)
     base = {
         "root": request.scope.get("root_path", ""),
         "auth_mode": settings.auth_mode,
+        "oidc_login": settings.desk_oidc_login,
         "Step": Step,
         "RunStatus": RunStatus,
     }
@@ -136,7 +137,7 @@ async def login_page(
     expired: bool = False,
 ) -> Response:
     error = "Your key was not accepted (or was revoked); sign in again." if expired else None
-    return _render(request, "login.html", {"next": next_page or "", "error": error})
+    return render_page(request, "login.html", {"next": next_page or "", "error": error})
 
 
 @router.post("/login")
@@ -160,15 +161,27 @@ async def log_in(
         client = request.client.host if request.client else "unknown"
         await access.rate_limiter.hit(f"address {client}")
         context = {"next": next_page, "error": "That API key is not known; check it and retry."}
-        return _render(request, "login.html", context, status_code=401)
+        return render_page(request, "login.html", context, status_code=401)
+    return signed_in(request, next_page, key, samesite="strict")
+
+
+def signed_in(
+    request: Request,
+    next_page: str | None,
+    credential: str,
+    samesite: Literal["strict", "lax"],
+    max_age: int | None = None,
+) -> RedirectResponse:
+    """On to the page asked for, with the credential in the desk's HttpOnly cookie."""
     response = RedirectResponse(safe_next(request, next_page), status_code=303)
     response.set_cookie(
         SESSION_COOKIE,
-        key,
+        credential,
         httponly=True,
-        samesite="strict",
+        samesite=samesite,
         secure=request.url.scheme == "https",
         path=desk_path(request, "/") or "/",
+        max_age=max_age,
     )
     response.headers["Cache-Control"] = "no-store"
     return response
@@ -210,7 +223,7 @@ async def inbox(request: Request, principal: Viewer) -> Response:
         "recent": recent.workflows,
         "run_path": lambda workflow_id: run_path(request, workflow_id),
     }
-    return _render(request, "inbox.html", context)
+    return render_page(request, "inbox.html", context)
 
 
 async def _run_page(
@@ -245,7 +258,7 @@ async def _run_page(
         "run_path": run_path(request, workflow_id),
         "artifact_path": lambda name: artifact_path(request, workflow_id, name),
     }
-    return _render(request, "run.html", context, status_code=status_code)
+    return render_page(request, "run.html", context, status_code=status_code)
 
 
 NOTICES = {
