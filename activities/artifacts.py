@@ -146,6 +146,10 @@ class ArtifactStore:
         self.storage.put_bytes(key, data)
         return self._ref(workflow_id, key, len(data))
 
+    def delete_run_folder(self, workflow_id: str, name: str) -> None:
+        """Remove a folder of the run outside the step folders (a finished predict request's)."""
+        self.storage.delete_prefix(join_key(self.run_key(workflow_id), _checked_name(name)))
+
     def import_dir(self, workflow_id: str, step: str, version: int, source: Path) -> _ArtifactRefs:
         """Copy a folder's regular files into a version, each atomically, keeping subfolders.
 

@@ -53,6 +53,12 @@ def prediction_name(request_id: str, file_name: str) -> str:
     return f"{PREDICTIONS_FOLDER}/{request_id}/{file_name}"
 
 
+def discard_prediction_files(store: ArtifactStore, workflow_id: str, request_id: str) -> None:
+    """Remove a predict request's rows and predictions once its caller has the answer: scored
+    rows are the caller's data, not the run's, and kept they would grow without end."""
+    store.delete_run_folder(workflow_id, prediction_name(request_id, "").rstrip("/"))
+
+
 def write_prediction_file(
     store: ArtifactStore, workflow_id: str, request_id: str, file_name: str, data: bytes
 ) -> str:

@@ -109,6 +109,10 @@ class Storage(Protocol):
 
     def delete(self, key: str) -> None: ...
 
+    def delete_prefix(self, prefix: str) -> None:
+        """Remove everything under the folder `prefix`."""
+        ...
+
     def local_path(self, key: str, *, within: str | None = None) -> Path | None:
         """The file itself when the backend is a local folder (None otherwise, or when the key
         names no regular file, or its real path leaves the folder `within`)."""
@@ -196,6 +200,9 @@ class LocalStorage:
 
     def delete(self, key: str) -> None:
         self.path_of(key).unlink(missing_ok=True)
+
+    def delete_prefix(self, prefix: str) -> None:
+        shutil.rmtree(self.path_of(prefix), ignore_errors=True)
 
     def local_path(self, key: str, *, within: str | None = None) -> Path | None:
         try:
@@ -378,6 +385,10 @@ class S3Storage:
 
     def delete(self, key: str) -> None:
         self.client.delete_object(Bucket=self.location.bucket, Key=self.object_key(key))
+
+    def delete_prefix(self, prefix: str) -> None:
+        for item in self.list(prefix):
+            self.delete(item.key)
 
     def local_path(self, key: str, *, within: str | None = None) -> Path | None:
         return None

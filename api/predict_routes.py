@@ -27,7 +27,7 @@ from starlette.exceptions import HTTPException
 from temporalio.client import WorkflowFailureError
 
 from activities.artifacts import ArtifactNotFound, ArtifactStore
-from activities.prediction import INPUT_FILE, write_prediction_file
+from activities.prediction import INPUT_FILE, discard_prediction_files, write_prediction_file
 from api.errors import ApiError, RunNotFound, ServiceUnavailable, WrongRunState
 from api.openapi_responses import GUARDED, error_responses
 from api.runs import RunService, temporal_errors
@@ -120,18 +120,29 @@ async def predict(
     model, schema = _model_of(state, store)
 
     request_id = uuid.uuid4().hex
-    input_name = await asyncio.to_thread(
-        write_prediction_file, store, workflow_id, request_id, INPUT_FILE, rows_csv
-    )
-    score = ScoreRequest(
-        workflow_id=workflow_id,
-        request_id=request_id,
-        model_artifact=model,
-        schema_artifact=schema,
-        input_artifact=input_name,
-        max_rows=settings.predict_max_rows,
-        timeout_seconds=settings.predict_timeout_seconds,
-    )
+    try:
+        input_name = await asyncio.to_thread(
+            write_prediction_file, store, workflow_id, request_id, INPUT_FILE, rows_csv
+        )
+        score = ScoreRequest(
+            workflow_id=workflow_id,
+            request_id=request_id,
+            model_artifact=model,
+            schema_artifact=schema,
+            input_artifact=input_name,
+            max_rows=settings.predict_max_rows,
+            timeout_seconds=settings.predict_timeout_seconds,
+        )
+        return await _score(score, runs, store, settings)
+    finally:
+        await asyncio.to_thread(discard_prediction_files, store, workflow_id, request_id)
+
+
+async def _score(
+    score: ScoreRequest, runs: RunService, store: ArtifactStore, settings: Settings
+) -> PredictionResponse | JSONResponse:
+    """Score the stored rows in the sandbox (the ScoreRows workflow) and read its answer."""
+    workflow_id, request_id = score.workflow_id, score.request_id
     client = await runs.gateway.client()
     async with temporal_errors(workflow_id), _scoring_errors(workflow_id):
         result = await client.execute_workflow(
@@ -155,7 +166,7 @@ async def predict(
     return PredictionResponse(
         workflow_id=workflow_id,
         request_id=request_id,
-        model=model,
+        model=score.model_artifact,
         n_rows=result.n_rows,
         predictions=body.get("predictions", []),
         classes=body.get("classes"),

@@ -148,6 +148,22 @@ def test_unknown_and_missing_columns_are_422_naming_them(
     assert "'tenure'" in missing.json()["detail"]
 
 
+def test_scored_rows_are_not_kept_after_the_answer(
+    api: httpx.Client, service: ServiceProcesses, finished_run: str, churn_csv: Path
+):
+    rows = raw_rows(churn_csv, 3)
+    scored = api.post(f"/workflow/{finished_run}/predict", json={"rows": rows})
+    refused = api.post(
+        f"/workflow/{finished_run}/predict", json={"rows": [{**r, "shoe_size": "44"} for r in rows]}
+    )
+    listed = [a["name"] for a in api.get(f"/workflow/{finished_run}/artifacts").json()["artifacts"]]
+    folder = service.data_dir / "artifacts" / finished_run / "predictions"
+
+    assert scored.status_code == 200 and refused.status_code == 422
+    assert not [name for name in listed if name.startswith("predictions/")], listed
+    assert not folder.exists() or not any(folder.iterdir()), list(folder.iterdir())
+
+
 def test_bad_requests_are_refused_before_any_scoring(api: httpx.Client, finished_run: str):
     assert (
         api.post("/workflow/wf-doesnotexist/predict", json={"rows": [{"a": 1}]}).status_code == 404

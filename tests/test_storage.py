@@ -156,6 +156,19 @@ def test_replacing_a_prefix_keeps_only_the_new_files(storage: Storage) -> None:
         assert handle.read() == b"second"
 
 
+def test_deleting_a_prefix_removes_that_folder_only(storage: Storage) -> None:
+    storage.put_bytes("artifacts/wf-1/predictions/aa/input.csv", b"rows")
+    storage.put_bytes("artifacts/wf-1/predictions/aa/deep/predictions.json", b"[]")
+    storage.put_bytes("artifacts/wf-1/predictions/aab/input.csv", b"other request")
+
+    storage.delete_prefix("artifacts/wf-1/predictions/aa")
+    storage.delete_prefix("artifacts/wf-1/nothing-here")
+
+    assert [o.key for o in storage.list("artifacts/wf-1")] == [
+        "artifacts/wf-1/predictions/aab/input.csv"
+    ]
+
+
 def test_a_failed_replacement_leaves_the_prefix_untouched(storage: Storage) -> None:
     storage.put_bytes("artifacts/wf-1/ml_worker/v1/kept.txt", b"good")
 
