@@ -6,10 +6,8 @@ import base64
 import hashlib
 import hmac
 import json
-import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import httpx
@@ -20,46 +18,16 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from temporalio.testing import WorkflowEnvironment
 
 from tests.conftest import ServiceProcesses
+from tests.identity_provider import KID, IdentityProvider
 
 pytestmark = pytest.mark.integration
 
 ISSUER = "https://idp.test/realms/team"
 AUDIENCE = "orchestrator-api"
-KID = "key-1"
 
 
 def rsa_key() -> rsa.RSAPrivateKey:
     return rsa.generate_private_key(public_exponent=65537, key_size=2048)
-
-
-class JwksServer:
-    """Serves one public key as a JWKS on a free loopback port."""
-
-    def __init__(self, key: rsa.RSAPrivateKey) -> None:
-        jwk = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(key.public_key()))
-        body = json.dumps({"keys": [{**jwk, "kid": KID, "use": "sig", "alg": "RS256"}]}).encode()
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/certs"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    def __enter__(self) -> JwksServer:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self.server.shutdown()
-        self.server.server_close()
 
 
 @pytest.fixture(scope="module")
@@ -73,14 +41,15 @@ def oidc_api(
     tmp_path_factory: pytest.TempPathFactory,
     signing_key: rsa.RSAPrivateKey,
 ) -> Iterator[str]:
-    with JwksServer(signing_key) as jwks:
+    # Only its JWKS is used here: these callers bring their own tokens.
+    with IdentityProvider(audience=AUDIENCE, client_id="unused", key=signing_key) as jwks:
         processes = ServiceProcesses(
             dev_server_env.client.service_client.config.target_host,
             tmp_path_factory.mktemp("oidc"),
             AUTH_MODE="oidc",
             OIDC_ISSUER=ISSUER,
             OIDC_AUDIENCE=AUDIENCE,
-            OIDC_JWKS_URL=jwks.url,
+            OIDC_JWKS_URL=jwks.jwks_url,
             OIDC_ROLES_CLAIM="realm_access.roles",
             OIDC_LEEWAY_SECONDS="30",
         )
