@@ -42,7 +42,8 @@ OUTPUTS: dict[ScriptKind, tuple[Output, ...]] = {
     "training": (
         Output("metrics.json", True, "the scores the critic and the run compare"),
         Output("model.joblib", True, "the fitted pipeline the predict route loads"),
-        Output("input_schema.json", False, "the columns the predict route checks rows against"),
+        # Required: without it the predict route cannot use the model at all.
+        Output("input_schema.json", True, "the columns the predict route checks rows against"),
         Output("model_card.json", False, "how the model came to be"),
     ),
 }

@@ -526,6 +526,7 @@ DATASET_PATH = os.environ.get("DATASET_PATH", "dataset.csv")
 OUTPUT_DIR = os.environ.get("OUTPUT_DIR", ".")
 json.dump({}, open(os.path.join(OUTPUT_DIR, "metrics.json"), "w"))
 joblib.dump(DummyClassifier(), os.path.join(OUTPUT_DIR, "model.joblib"))
+json.dump({"required": []}, open(os.path.join(OUTPUT_DIR, "input_schema.json"), "w"))
 """
 
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
+import pandas as pd
 import pytest
 from temporalio.testing import WorkflowEnvironment
 
@@ -163,6 +164,13 @@ metrics = {
 with open(os.path.join(OUTPUT_DIR, "metrics.json"), "w") as f:
     json.dump(metrics, f, indent=2)
 joblib.dump(model, os.path.join(OUTPUT_DIR, "model.joblib"))
+schema = {
+    "target": TARGET,
+    "required": NUMERIC + CATEGORICAL,
+    "columns": [{"name": c, "dtype": str(df[c].dtype), "role": "feature"} for c in df.columns],
+}
+with open(os.path.join(OUTPUT_DIR, "input_schema.json"), "w") as f:
+    json.dump(schema, f)
 print(json.dumps(metrics, indent=2))
 print("ROC AUC %.3f against a baseline of %.3f" % (score, baseline_score))
 """
@@ -396,6 +404,7 @@ def test_an_llm_backed_run_is_approved_completes_and_accounts_for_every_token(
         "ml_agent/v1/code.py",
         "ml_worker/v1/metrics.json",
         "ml_worker/v1/model.joblib",
+        "ml_worker/v1/input_schema.json",
     ):
         assert name in names, f"{name} missing from {sorted(names)}"
     downloaded = api.get(f"/workflow/{workflow_id}/artifacts/ml_worker/v1/metrics.json")
@@ -403,3 +412,11 @@ def test_an_llm_backed_run_is_approved_completes_and_accounts_for_every_token(
     assert downloaded.json()["score"] == metrics["score"]
     summary = api.get(f"/workflow/{workflow_id}/artifacts/browser_agent/v1/eda_summary.json")
     assert summary.json()["target"] == "Churn" and summary.json()["rows"] == 1000
+
+    # The model the LLM wrote predicts through the API, checked against the schema it wrote.
+    frame = pd.read_csv(churn_csv)
+    rows = frame[pd.to_numeric(frame["TotalCharges"], errors="coerce").notna()].head(3)
+    records = rows.drop(columns=["Churn"]).astype(str).to_dict(orient="records")
+    scored = api.post(f"/workflow/{workflow_id}/predict", json={"rows": records})
+    assert scored.status_code == 200, scored.text
+    assert len(scored.json()["predictions"]) == 3

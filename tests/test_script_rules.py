@@ -76,11 +76,7 @@ def test_a_script_breaking_a_rule_fails_it(rule: str, brk, churn_context: AgentC
     breaches = script_rules.check_script(broken, "training")
     assert [b.rule for b in breaches] == [rule]
     [breach] = breaches
-    required = rule not in {
-        "output:input_schema.json",
-        "output:model_card.json",
-        "plots",
-    }
+    required = rule not in {"output:model_card.json", "plots"}
     assert breach.required == required
     with pytest.raises(ValueError, match="training script"):
         script_rules.enforce(broken, "training")
