@@ -190,5 +190,8 @@ def install_observability(app: FastAPI, settings: Settings) -> None:
         api_metrics.instrument(app)
         app.state.metrics = api_metrics
         app.include_router(metrics_route)
-    # Probes and scrapes every few seconds would bury the traces worth reading.
-    FastAPIInstrumentor.instrument_app(app, excluded_urls=",".join(_PROBE_PATHS))
+    # Probes and scrapes every few seconds would bury the traces worth reading; the ASGI
+    # send/receive spans (two more per request) say nothing the request's own span does not.
+    FastAPIInstrumentor.instrument_app(
+        app, excluded_urls=",".join(_PROBE_PATHS), exclude_spans=["receive", "send"]
+    )

@@ -328,9 +328,15 @@ async def timed_requests(count_: int, request: Callable[[int], Awaitable[object]
 
 
 async def reads(
-    client: Client, http: aiohttp.ClientSession, ids: list[str], requests: int, rounds: int
+    stack: Stack,
+    client: Client,
+    http: aiohttp.ClientSession,
+    ids: list[str],
+    requests: int,
+    rounds: int,
 ) -> dict[str, dict[str, list[float] | float]]:
-    """Status, state and list over REST against describe, query and list on the client."""
+    """Status, state and list over REST against describe, query and list on the client, with
+    the CPU each request costs the API and the server (where the REST side's time goes)."""
     list_query = f"WorkflowType = '{WORKFLOW_TYPE}'"
 
     async def rest_get(path: str) -> None:
@@ -362,9 +368,14 @@ async def reads(
         entry = results.setdefault(name, {"client": [], "rest": [], "client_s": 0.0, "rest_s": 0.0})
         for _ in range(rounds):
             for side, work in (("client", baseline), ("rest", measured)):
+                cpu_before = (stack.api().cpu_seconds(), stack.server().cpu_seconds())
                 started = time.perf_counter()
                 entry[side].extend(await timed_requests(requests, work))  # type: ignore[union-attr]
                 entry[f"{side}_s"] += time.perf_counter() - started  # type: ignore[operator]
+                for process, before in zip(("api", "server"), cpu_before, strict=True):
+                    spent = getattr(stack, process)().cpu_seconds() - before
+                    key = f"{side}_{process}_cpu_s"
+                    entry[key] = float(entry.get(key, 0.0)) + spent  # type: ignore[arg-type]
     return results
 
 
@@ -463,7 +474,9 @@ async def measure(scale: Scale) -> dict:
                 }
 
                 read_ids = parked_ids[rest.name][:100]
-                read = await reads(client, http, read_ids, scale.read_requests, scale.read_rounds)
+                read = await reads(
+                    stack, client, http, read_ids, scale.read_requests, scale.read_rounds
+                )
                 for name, entry in read.items():
                     client_t, rest_t = entry["client"], entry["rest"]
                     assert isinstance(client_t, list) and isinstance(rest_t, list)
@@ -478,6 +491,14 @@ async def measure(scale: Scale) -> dict:
                             percentile(rest_t, 0.99), percentile(client_t, 0.99), 1.3,
                             higher_is_better=False,
                         ),
+                        # CPU per request, in ms: what the REST hop adds on this machine.
+                        "cpu_ms_per_request": {
+                            f"{side}_{process}": round(
+                                float(entry[f"{side}_{process}_cpu_s"]) * 1000 / len(times), 3  # type: ignore[arg-type]
+                            )
+                            for side, times in (("client", client_t), ("rest", rest_t))
+                            for process in ("api", "server")
+                        },
                     }  # fmt: skip
 
                 approve_seconds = {}
