@@ -9,13 +9,14 @@ from pathlib import Path
 import httpx
 import jwt
 import pytest
+from fastapi.testclient import TestClient
 from temporalio.testing import WorkflowEnvironment
 
 from api.main import create_app
 from api.security import SESSION_COOKIE
 from api.ui.oidc_login import DeskLoginConfigError
 from settings import Settings
-from tests.conftest import ServiceProcesses
+from tests.conftest import ServiceProcesses, free_port
 from tests.identity_provider import IdentityProvider
 
 pytestmark = pytest.mark.integration
@@ -113,15 +114,29 @@ def test_a_token_for_another_audience_is_refused_at_sign_in(
     assert SESSION_COOKIE not in browser.cookies
 
 
-def test_a_client_id_without_a_session_secret_stops_the_api(tmp_path: Path) -> None:
-    settings = Settings(
+def oidc_settings(tmp_path: Path, issuer: str, **extra: str) -> Settings:
+    return Settings(
         data_dir=tmp_path,
         auth_mode="oidc",
-        oidc_issuer="https://idp.example",
+        oidc_issuer=issuer,
         oidc_audience=AUDIENCE,
-        oidc_jwks_url="https://idp.example/jwks",
+        oidc_jwks_url=f"{issuer}/jwks",
         oidc_client_id=CLIENT_ID,
+        **extra,  # type: ignore[arg-type]
     )
 
+
+def test_a_client_id_without_a_session_secret_stops_the_api(tmp_path: Path) -> None:
     with pytest.raises(DeskLoginConfigError, match="DESK_SESSION_SECRET"):
-        create_app(settings)
+        create_app(oidc_settings(tmp_path, "https://idp.example"))
+
+
+def test_a_provider_that_does_not_answer_is_a_503_that_names_it(tmp_path: Path) -> None:
+    issuer = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    app = create_app(oidc_settings(tmp_path, issuer, desk_session_secret="s" * 40))
+
+    with TestClient(app) as browser:
+        page = browser.get("/ui/login/oidc", follow_redirects=False)
+
+    assert page.status_code == 503
+    assert issuer in page.text and "OIDC_ISSUER" in page.text

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 from typing import Annotated
 
+import httpx
+from authlib.integrations.httpx_client._compat import httpx2 as authlib_http
 from authlib.integrations.starlette_client import OAuth, OAuthError
 from fastapi import APIRouter, FastAPI, Query, Request
 from fastapi.responses import Response
@@ -24,6 +26,9 @@ from api.errors import Unauthorized
 from api.security import SESSION_COOKIE, AccessControl, Credentials
 from api.ui.routes import desk_path, render_page, signed_in
 from settings import Settings
+
+# Authlib talks to the provider through httpx2 when it is installed, else httpx.
+TRANSPORT_ERRORS = (httpx.HTTPError, authlib_http.HTTPError)
 
 LOGIN_STATE_COOKIE = "orchestrator_login"
 LOGIN_STATE_SECONDS = 600
@@ -79,8 +84,8 @@ async def start_sign_in(
         response: Response = await request.app.state.desk_oauth.desk.authorize_redirect(
             request, redirect_uri
         )
-    except OAuthError as err:
-        return _failed(request, f"The identity provider could not be asked ({err.description})")
+    except (OAuthError, *TRANSPORT_ERRORS) as err:
+        return _unreachable(request, err)
     return response
 
 
@@ -91,11 +96,16 @@ async def finish_sign_in(request: Request) -> Response:
     except OAuthError as err:
         # A forged or replayed callback, a denied consent, or a code the provider refused.
         return _failed(request, f"The sign-in did not complete ({err.error}: {err.description})")
+    except TRANSPORT_ERRORS as err:
+        return _unreachable(request, err)
     access_token = str(token.get("access_token") or "")
     access: AccessControl = request.app.state.access
     try:
         await access.authenticator.authenticate(Credentials(access_token, None, None))
     except Unauthorized as err:
+        # Refused sign-ins spend the address's quota, as failed API-key logins do.
+        client = request.client.host if request.client else "unknown"
+        await access.rate_limiter.hit(f"address {client}")
         return _failed(
             request,
             f"The identity provider's access token is not one this service accepts "
@@ -113,8 +123,18 @@ async def finish_sign_in(request: Request) -> Response:
     )
 
 
-def _failed(request: Request, reason: str) -> Response:
+def _unreachable(request: Request, err: Exception) -> Response:
+    settings: Settings = request.app.state.settings
+    return _failed(
+        request,
+        f"The identity provider at {settings.oidc_issuer} could not be reached ({err}); "
+        "try again in a moment, or ask the operator to check OIDC_ISSUER",
+        status_code=503,
+    )
+
+
+def _failed(request: Request, reason: str, status_code: int = 401) -> Response:
     context = {"next": "", "error": f"{reason}. Sign in again."}
-    response = render_page(request, "login.html", context, status_code=401)
+    response = render_page(request, "login.html", context, status_code=status_code)
     response.delete_cookie(SESSION_COOKIE, path=desk_path(request, "/") or "/")
     return response
