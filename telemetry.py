@@ -27,6 +27,11 @@ API_SERVICE = "orchestrator-api"
 WORKER_SERVICE = "orchestrator-worker"
 
 
+def tracing_disabled() -> bool:
+    """OTEL_SDK_DISABLED=true, the standard switch, turns every part of tracing off."""
+    return os.environ.get("OTEL_SDK_DISABLED", "").strip().lower() == "true"
+
+
 def configure_tracing(
     service_name: str, extra_processor: SpanProcessor | None = None
 ) -> TracerProvider | None:
@@ -34,7 +39,7 @@ def configure_tracing(
 
     `extra_processor` lets a test see the spans (an in-memory exporter) beside any OTLP export.
     """
-    if os.environ.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
+    if tracing_disabled():
         return None
     current = trace.get_tracer_provider()
     if isinstance(current, TracerProvider):
@@ -62,8 +67,9 @@ def instrument_httpx() -> None:
 
 def tracing_interceptors() -> list[ClientInterceptor]:
     """For Client.connect: carries the trace from a start or update call into the workflow and
-    its activities. A worker built on such a client uses it too (its worker half)."""
-    return [TracingInterceptor()]
+    its activities. A worker built on such a client uses it too (its worker half). None when
+    tracing is off: then no trace headers ride along with every activity."""
+    return [] if tracing_disabled() else [TracingInterceptor()]
 
 
 def _otlp_exporter() -> SpanExporter | None:

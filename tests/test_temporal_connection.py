@@ -25,6 +25,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from temporalio.client import Client
+from temporalio.contrib.opentelemetry import TracingInterceptor
 from temporalio.service import TLSConfig
 
 from api.errors import TemporalUnavailable
@@ -243,6 +244,18 @@ def test_plain_settings_connect_without_tls() -> None:
     assert options["namespace"] == "default"
     assert options["tls"] is False
     assert options["api_key"] is None
+
+
+def test_traces_ride_with_every_call_unless_tracing_is_off(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("OTEL_SDK_DISABLED", raising=False)
+    traced = temporal_connect_options(settings())["interceptors"]
+    monkeypatch.setenv("OTEL_SDK_DISABLED", "true")
+    untraced = temporal_connect_options(settings())["interceptors"]
+
+    assert [type(i) for i in traced] == [TracingInterceptor]
+    assert list(untraced) == []
 
 
 def test_an_api_key_alone_uses_tls_with_the_system_cas() -> None:
