@@ -38,7 +38,6 @@ from api.errors import ApiError, Unauthorized
 from api.runs import RunService
 from api.schemas import Health
 from settings import Settings
-from workflows.contract import RUN_STATUS_ATTRIBUTE, WORKFLOW_TYPE
 from workflows.models import RunStatus
 
 probes = APIRouter(tags=["service"])
@@ -48,10 +47,6 @@ T = TypeVar("T")
 APPROVAL_COUNT_SECONDS = 5.0  # visibility is asked at most this often, however many scrapes
 READINESS_CACHE_SECONDS = 1.0  # bounds the Temporal calls that probes can cause
 HTTP_LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
-AWAITING_APPROVAL_QUERY = (
-    f"WorkflowType = '{WORKFLOW_TYPE}' AND {RUN_STATUS_ATTRIBUTE.name} = "
-    f"'{RunStatus.AWAITING_APPROVAL.value}' AND ExecutionStatus = 'Running'"
-)
 _PROBE_PATHS = ("/metrics", "/health/live", "/health/ready")
 
 
@@ -112,10 +107,8 @@ class ApiMetrics:
     async def _count_awaiting_approval(self) -> float:
         try:
             client = await self.runs.gateway.client()
-            # This deployment's runs: others may share the namespace on their own task queue.
-            queue = self.runs.settings.temporal_task_queue.replace("'", "\\'")
             result = await client.count_workflows(
-                f"{AWAITING_APPROVAL_QUERY} AND TaskQueue = '{queue}'",
+                self.runs.own_runs_query(RunStatus.AWAITING_APPROVAL),
                 rpc_timeout=timedelta(seconds=3),
             )
         except (ApiError, RPCError, RuntimeError):

@@ -268,6 +268,15 @@ class RunService:
             }
         )
 
+    def own_runs_query(self, status: RunStatus | None = None) -> str:
+        """Visibility query for this deployment's runs (its task queue), in `status` if given.
+        Other deployments may share the namespace; their runs are not this API's to show."""
+        query = (
+            f"WorkflowType = '{WORKFLOW_TYPE}' AND "
+            f"TaskQueue = {_quoted(self.settings.temporal_task_queue)}"
+        )
+        return query if status is None else f"{query} AND {_status_filter(status)}"
+
     async def _check_quota(self, principal: Principal) -> None:
         limit = self.settings.max_active_runs_per_principal
         if not limit:
@@ -407,12 +416,7 @@ class RunService:
         """Runs the caller may see: admins and viewers all; others their own, and approvers
         also every run that awaits approval. `owner` narrows further ("me" is the caller)."""
         client = await self.gateway.client()
-        query = (
-            f"WorkflowType = '{WORKFLOW_TYPE}' AND "
-            f"TaskQueue = {_quoted(self.settings.temporal_task_queue)}"
-        )
-        if status is not None:
-            query += f" AND {_status_filter(status)}"
+        query = self.own_runs_query(status)
         if owner is not None:
             name = principal.name if owner == "me" else owner
             query += f" AND {OWNER_ATTRIBUTE.name} = {_quoted(name)}"

@@ -23,7 +23,7 @@ from fastapi.responses import Response
 from starlette.middleware.sessions import SessionMiddleware
 
 from api.errors import Unauthorized
-from api.security import SESSION_COOKIE, AccessControl, Credentials
+from api.security import SESSION_COOKIE, AccessControl, Credentials, limit_by_address
 from api.ui.routes import desk_path, render_page, signed_in
 from settings import Settings
 
@@ -103,9 +103,7 @@ async def finish_sign_in(request: Request) -> Response:
     try:
         await access.authenticator.authenticate(Credentials(access_token, None, None))
     except Unauthorized as err:
-        # Refused sign-ins spend the address's quota, as failed API-key logins do.
-        client = request.client.host if request.client else "unknown"
-        await access.rate_limiter.hit(f"address {client}")
+        await limit_by_address(request)  # refused sign-ins spend the address's quota
         return _failed(
             request,
             f"The identity provider's access token is not one this service accepts "

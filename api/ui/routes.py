@@ -20,7 +20,15 @@ from jinja2 import Environment, PackageLoader
 from activities.artifacts import ArtifactStore
 from api.errors import Forbidden, Unauthorized, WrongRunState
 from api.runs import RunService
-from api.security import SESSION_COOKIE, AccessControl, Credentials, Principal, Role, require_role
+from api.security import (
+    SESSION_COOKIE,
+    AccessControl,
+    Credentials,
+    Principal,
+    Role,
+    limit_by_address,
+    require_role,
+)
 from api.ui.code_views import highlight_stylesheet
 from api.ui.run_page import build_run_page
 from settings import Settings
@@ -157,9 +165,7 @@ async def log_in(
     try:
         await access.authenticator.authenticate(Credentials(None, key, None))
     except Unauthorized:
-        # Failed logins spend the address's quota, as failed API calls do.
-        client = request.client.host if request.client else "unknown"
-        await access.rate_limiter.hit(f"address {client}")
+        await limit_by_address(request)  # failed logins spend the address's quota
         context = {"next": next_page, "error": "That API key is not known; check it and retry."}
         return render_page(request, "login.html", context, status_code=401)
     return signed_in(request, next_page, key, samesite="strict")
