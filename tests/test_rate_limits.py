@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,7 +13,8 @@ import httpx
 import pytest
 from temporalio.testing import WorkflowEnvironment
 
-from tests.conftest import ROOT, ServiceProcesses, free_port
+from tests.conftest import ServiceProcesses, free_port
+from tests.test_auth import create_key
 
 pytestmark = pytest.mark.integration
 
@@ -25,12 +25,8 @@ def create_keys(path: Path, *names: str) -> dict[str, str]:
     """Admin keys from the real key command, written to a key file at `path`."""
     keys, entries = {}, []
     for name in names:
-        lines = subprocess.run(
-            [sys.executable, "-m", "api.keys", "create", name, "--role", "admin"],
-            cwd=ROOT, capture_output=True, text=True, check=True,
-        ).stdout.splitlines()  # fmt: skip
-        keys[name] = lines[1]
-        entries.append(json.loads(lines[-1]))
+        keys[name], entry = create_key(name, "admin")
+        entries.append(entry)
     path.write_text(json.dumps(entries))
     return keys
 

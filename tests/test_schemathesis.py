@@ -16,7 +16,8 @@ from pathlib import Path
 import pytest
 from temporalio.testing import WorkflowEnvironment
 
-from tests.conftest import ROOT, ServiceProcesses
+from tests.conftest import ServiceProcesses
+from tests.test_auth import create_key
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -42,11 +43,8 @@ def admin_service(
     dev_server_env: WorkflowEnvironment, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[tuple[ServiceProcesses, str]]:
     data_dir = tmp_path_factory.mktemp("fuzzed")
-    lines = subprocess.run(
-        [sys.executable, "-m", "api.keys", "create", "fuzzer", "--role", "admin"],
-        cwd=ROOT, capture_output=True, text=True, check=True,
-    ).stdout.splitlines()  # fmt: skip
-    (data_dir / "keys.json").write_text(json.dumps([json.loads(lines[-1])]))
+    key, entry = create_key("fuzzer", "admin")
+    (data_dir / "keys.json").write_text(json.dumps([entry]))
     processes = ServiceProcesses(
         dev_server_env.client.service_client.config.target_host,
         data_dir,
@@ -63,7 +61,7 @@ def admin_service(
     processes.start_api()
     processes.wait_until_worker_polls()
     try:
-        yield processes, lines[1]
+        yield processes, key
     finally:
         processes.stop()
 

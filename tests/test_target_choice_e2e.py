@@ -32,7 +32,7 @@ from settings import Settings
 from tests.conftest import ServiceProcesses
 from tests.run_standins import FakeRunService, waiting_run
 from tests.sample_data import make_churn
-from workflows.models import AgentContext, DatasetInfo, LlmUsage, ResearchPlan
+from workflows.models import AgentContext, DatasetInfo, LlmUsage, ResearchPlan, RunState
 
 # Both charges columns are money a customer pays: the reading cannot tell which is meant.
 UNSURE_GOAL = "How much will a customer pay?"
@@ -168,11 +168,9 @@ async def test_the_llm_may_not_override_the_reviewers_target(churn_csv: Path):
 # --- The reviewer's desk and the CLI ----------------------------------------------------------
 
 
-async def test_the_desk_asks_for_a_target_and_sends_the_one_chosen(tmp_path: Path):
-    app = create_app(Settings(data_dir=tmp_path, temporal_address="127.0.0.1:1"))
-    runs = FakeRunService()
-    app.state.runs = runs
-    run = waiting_run("wf-unsure")
+def unsure_run(workflow_id: str) -> RunState:
+    """A run waiting for approval whose plan is unsure of its target (Churn, or tenure?)."""
+    run = waiting_run(workflow_id)
     assert run.plan is not None
     run.plan = run.plan.model_copy(
         update={
@@ -181,6 +179,14 @@ async def test_the_desk_asks_for_a_target_and_sends_the_one_chosen(tmp_path: Pat
             "needs_target_choice": True,
         }
     )
+    return run
+
+
+async def test_the_desk_asks_for_a_target_and_sends_the_one_chosen(tmp_path: Path):
+    app = create_app(Settings(data_dir=tmp_path, temporal_address="127.0.0.1:1"))
+    runs = FakeRunService()
+    app.state.runs = runs
+    run = unsure_run("wf-unsure")
     runs.add(run)
     sure = waiting_run("wf-sure")
     runs.add(sure)
@@ -205,15 +211,7 @@ async def test_the_desk_asks_for_a_target_and_sends_the_one_chosen(tmp_path: Pat
 
 
 def test_the_cli_shows_the_doubt_and_sends_the_target(churn_csv: Path):
-    run = waiting_run("wf-cli")
-    assert run.plan is not None
-    run.plan = run.plan.model_copy(
-        update={
-            "target_confidence": 0.4,
-            "target_candidates": ["tenure"],
-            "needs_target_choice": True,
-        }
-    )
+    run = unsure_run("wf-cli")
     shown = Console(width=200, record=True)
     shown.print(render.plan_view(run))
     text = shown.export_text()
