@@ -116,6 +116,9 @@ class Settings(BaseSettings):
     # cannot run) or "unisolated" (a plain limited subprocess, only when an operator means it).
     sandbox: Literal["bubblewrap", "unisolated"] = "bubblewrap"
     execution_max_processes: int = Field(default=256, ge=8)
+    # Sandboxed processes (executions and predictions) one worker runs at once; more wait their
+    # turn, heartbeating. It bounds the worker's memory at this times EXECUTION_MEMORY_MB.
+    execution_max_concurrent: int = Field(default=4, ge=1)
     execution_disk_mb: int = Field(default=1024, ge=1)  # each of the work folder and /tmp
 
     # Who may call the API ("Running it for a team" in the README).

@@ -65,6 +65,7 @@ def build_worker(client: Client, settings: Settings) -> Worker:
 
 
 WORKFLOWS = [DataScienceRun, DeliverRunEvent, ScoreRows]
+ACTIVITY_SLOTS = 32
 
 
 def worker_tuning() -> dict[str, Any]:
@@ -75,7 +76,12 @@ def worker_tuning() -> dict[str, Any]:
         # Step durations, retries, LLM usage (activities/telemetry.py); tracing comes with the
         # client's TracingInterceptor.
         "interceptors": [ActivityTelemetryInterceptor()],
-        "max_concurrent_activities": 8,
+        # Enough slots that one is free when a workflow task schedules the next step: the server
+        # then hands the activity back in its reply (eager dispatch) instead of through a task
+        # queue round trip. At 8, the pollers' reserved slots left none free under load and
+        # every activity went the long way. Sandboxed work has its own, smaller bound
+        # (EXECUTION_MAX_CONCURRENT).
+        "max_concurrent_activities": ACTIVITY_SLOTS,
         "graceful_shutdown_timeout": timedelta(seconds=10),
     }
 

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from weakref import WeakKeyDictionary
 
 from activities import bubblewrap, pids_cgroup, sandbox_child
 from activities.artifacts import iter_regular_files
@@ -94,6 +95,7 @@ class SandboxLimits:
     file_bytes: int = 4 * 1024**3  # largest single file the code may write
     max_processes: int = 256  # processes and threads at once
     disk_bytes: int = 1024**3  # each of the work folder, /tmp and /dev/shm (bubblewrap)
+    max_concurrent: int = 4  # sandboxed processes of this worker process at once
 
     @classmethod
     def from_settings(cls, settings: Settings) -> SandboxLimits:
@@ -104,6 +106,7 @@ class SandboxLimits:
             output_bytes=settings.execution_output_bytes,
             max_processes=settings.execution_max_processes,
             disk_bytes=settings.execution_disk_mb * 1024 * 1024,
+            max_concurrent=settings.execution_max_concurrent,
         )
 
     def describe(self, limit: LimitExceeded) -> str:
@@ -152,10 +155,27 @@ async def run_python(
     A retried step starts from the same state; cancelling the caller kills every process of the
     run. Raises SandboxUnavailable when bubblewrap cannot run here. use_namespaces=False forces
     the unisolated mode's audit-hook fallback (for tests).
+
+    At most `limits.max_concurrent` runs of this process are under way at once; a run waits for
+    its turn before its limits start counting.
     """
-    if isolation is Isolation.BUBBLEWRAP:
-        return await _run_in_bubblewrap(code, dataset_path, workdir, limits)
-    return await _run_unisolated(code, dataset_path, workdir, limits, use_namespaces)
+    async with _turns(limits.max_concurrent):
+        if isolation is Isolation.BUBBLEWRAP:
+            return await _run_in_bubblewrap(code, dataset_path, workdir, limits)
+        return await _run_unisolated(code, dataset_path, workdir, limits, use_namespaces)
+
+
+# The worker's activity slots are many (cheap agent calls, and eager dispatch needs free ones);
+# what bounds its memory and cores is this, the number of sandboxed processes at once. One set
+# of turns per event loop, since asyncio primitives belong to one loop.
+_TURNS: WeakKeyDictionary[asyncio.AbstractEventLoop, dict[int, asyncio.Semaphore]] = (
+    WeakKeyDictionary()
+)
+
+
+def _turns(limit: int) -> asyncio.Semaphore:
+    per_limit = _TURNS.setdefault(asyncio.get_running_loop(), {})
+    return per_limit.setdefault(limit, asyncio.Semaphore(limit))
 
 
 def tail_text(text: str, max_bytes: int) -> str:

@@ -500,3 +500,29 @@ async def test_a_runtime_that_lives_under_tmp_stays_visible_inside(
     assert run.exit_code == 0, run.stderr
     assert "visible" in run.stdout
     assert run.isolation is Isolation.BUBBLEWRAP
+
+
+@pytest.mark.parametrize("max_concurrent", [1, 2])
+async def test_a_worker_runs_at_most_max_concurrent_sandboxes_at_once(
+    dataset: Path, tmp_path: Path, max_concurrent: int
+) -> None:
+    """Three runs asked for at once: never more than the bound are under way together, and the
+    wait does not count against a run's own wall clock."""
+    limits = SandboxLimits(wall_seconds=2, memory_mb=512, cpu_seconds=30,
+                           max_concurrent=max_concurrent)  # fmt: skip
+    script = code(
+        """
+        import time
+        print(time.time())
+        time.sleep(1.0)
+        print(time.time())
+        """
+    )
+    runs = await asyncio.gather(
+        *(run_python(script, dataset, tmp_path / f"work{i}", limits) for i in range(3))
+    )
+
+    assert all(run.succeeded for run in runs), [run.message for run in runs]
+    spans = [tuple(float(t) for t in run.stdout.split()) for run in runs]
+    most_at_once = max(sum(1 for a, b in spans if a <= t < b) for t, _ in spans)
+    assert most_at_once == max_concurrent
