@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import json
+import os
 import socket
+import subprocess
+import sys
 import traceback
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -19,14 +23,14 @@ from activities.llm import (
     LLM_CONFIGURATION_ERROR,
     LLM_REQUEST_REFUSED,
     LLM_TRANSIENT_ERROR,
-    AnthropicProvider,
     LlmAgents,
     LlmProvider,
-    OpenAIProvider,
     build_provider,
 )
+from activities.llm.anthropic_provider import AnthropicProvider
 from activities.llm.base import extract_json_object
 from activities.llm.errors import Scrubber, retry_after, safe_url
+from activities.llm.openai_provider import OpenAIProvider
 from activities.llm.pricing import estimate_cost_usd, price_for
 from settings import Settings
 from tests.llm_standin import FakeLlmServer, Recorded, Scripted, openai_error, openai_ok
@@ -699,3 +703,35 @@ def test_scrubbing_and_retry_after() -> None:
     assert retry_after({"retry-after": "Wed, 21 Oct 2015 07:28:00 GMT"}) is None  # in the past
     assert retry_after({"retry-after": "99999"}) == timedelta(hours=1)
     assert retry_after({}) is None
+
+
+# A fresh process builds the worker's team and reports which LLM SDKs it loaded.
+_SDKS_LOADED = (
+    "import sys, worker; from activities.team import build_agents; from settings import Settings; "
+    "build_agents(Settings()); print(sorted(m for m in ('anthropic', 'openai') if m in sys.modules))"
+)
+
+
+@pytest.mark.parametrize(
+    ("provider_env", "loaded"),
+    [
+        ({}, "[]"),
+        ({"LLM_PROVIDER": "openai", "OPENAI_API_KEY": "sk-test"}, "['openai']"),
+        ({"LLM_PROVIDER": "anthropic", "ANTHROPIC_API_KEY": "sk-ant-test"}, "['anthropic']"),
+    ],
+)
+def test_a_worker_loads_only_the_llm_sdk_it_uses(
+    tmp_path: Path, provider_env: dict[str, str], loaded: str
+) -> None:
+    """Each SDK costs every worker process tens of MB; the offline scientist needs neither."""
+    env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path), "DATA_DIR": str(tmp_path)}
+    result = subprocess.run(
+        [sys.executable, "-c", _SDKS_LOADED],
+        cwd=Path(__file__).resolve().parent.parent,
+        env={**env, **provider_env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    assert result.stdout.strip().splitlines()[-1] == loaded

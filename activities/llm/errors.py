@@ -8,14 +8,16 @@ import time
 from dataclasses import dataclass
 from datetime import timedelta
 from email.utils import parsedate_to_datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
-import anthropic
-import openai
 from temporalio.exceptions import ApplicationError
 
 from workflows.contract import ErrorType
+
+if TYPE_CHECKING:  # each SDK is loaded by its provider only: an offline worker loads neither
+    import anthropic
+    import openai
 
 logger = logging.getLogger("orchestrator.llm.errors")
 
@@ -85,6 +87,8 @@ class ProviderIdentity:
 def classify_openai_error(
     exc: openai.OpenAIError, who: ProviderIdentity, scrub: Scrubber
 ) -> ApplicationError:
+    import openai
+
     if isinstance(exc, openai.APIStatusError):
         code = exc.code or _body_field(exc.body, "code") or _body_field(exc.body, "type")
         return classify_status(
@@ -96,13 +100,15 @@ def classify_openai_error(
             scrub=scrub,
         )
     if isinstance(exc, openai.APIConnectionError):  # includes APITimeoutError
-        return _transient_network(exc, who)
+        return _transient_network(who, timed_out=isinstance(exc, openai.APITimeoutError))
     return _unexpected(exc, who, scrub)
 
 
 def classify_anthropic_error(
     exc: anthropic.AnthropicError, who: ProviderIdentity, scrub: Scrubber
 ) -> ApplicationError:
+    import anthropic
+
     if isinstance(exc, anthropic.APIStatusError):
         return classify_status(
             exc.status_code,
@@ -113,7 +119,7 @@ def classify_anthropic_error(
             scrub=scrub,
         )
     if isinstance(exc, anthropic.APIConnectionError):  # includes APITimeoutError
-        return _transient_network(exc, who)
+        return _transient_network(who, timed_out=isinstance(exc, anthropic.APITimeoutError))
     return _unexpected(exc, who, scrub)
 
 
@@ -217,8 +223,7 @@ def _permanent(message: str, error_type: str) -> ApplicationError:
     return ApplicationError(message, type=error_type, non_retryable=True)
 
 
-def _transient_network(exc: Exception, who: ProviderIdentity) -> ApplicationError:
-    timed_out = isinstance(exc, openai.APITimeoutError | anthropic.APITimeoutError)
+def _transient_network(who: ProviderIdentity, *, timed_out: bool) -> ApplicationError:
     what = "timed out" if timed_out else "could not be reached"
     logger.warning("llm %s provider=%s model=%s", what, who.label, who.model)
     return ApplicationError(

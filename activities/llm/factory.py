@@ -6,10 +6,8 @@ import logging
 
 from pydantic import SecretStr
 
-from activities.llm.anthropic_provider import AnthropicProvider
 from activities.llm.base import LlmProvider
 from activities.llm.errors import safe_url
-from activities.llm.openai_provider import OpenAIProvider
 from settings import Settings
 
 logger = logging.getLogger("orchestrator.llm.factory")
@@ -42,6 +40,9 @@ def build_provider(settings: Settings) -> LlmProvider | None:
             settings.openai_model,
             safe_url(settings.openai_base_url),
         )
+        # Imported here, so an offline worker never loads either SDK (about 80 MB between them).
+        from activities.llm.openai_provider import OpenAIProvider
+
         return OpenAIProvider(
             model=settings.openai_model,
             api_key=openai_key,
@@ -56,6 +57,8 @@ def build_provider(settings: Settings) -> LlmProvider | None:
         settings.anthropic_model,
         safe_url(settings.anthropic_base_url),
     )
+    from activities.llm.anthropic_provider import AnthropicProvider
+
     return AnthropicProvider(
         model=settings.anthropic_model,
         api_key=anthropic_key,
