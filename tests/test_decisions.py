@@ -149,6 +149,26 @@ async def test_intake_is_its_own_step(time_skipping_env):
     assert Step.DATASET_INTAKE.value == "dataset_intake"
 
 
+async def test_a_run_records_one_patch_marker_and_its_end_once(time_skipping_env):
+    """What a run sends Temporal: one marker for every patch (each marker costs two events), and
+    one status upsert as it ends, not a "running at complete" one just before it."""
+    async with running(time_skipping_env, FakeTeam()) as handle:
+        await wait_for(handle, awaiting(1))
+        await handle.signal(SIGNAL_APPROVE)
+        await handle.result()
+        events = (await handle.fetch_history()).events
+
+    markers = [e for e in events if e.HasField("marker_recorded_event_attributes")]
+    assert len(markers) == 1
+    last_step = max(
+        i for i, e in enumerate(events) if e.HasField("activity_task_completed_event_attributes")
+    )
+    ending = [
+        e for e in events[last_step:] if e.HasField("workflow_properties_modified_event_attributes")
+    ]
+    assert len(ending) == 1
+
+
 async def test_a_run_whose_training_never_succeeded_fails_with_the_reason(time_skipping_env):
     team = FakeTeam(training_exit_code=1, verdicts=["revise", "revise"])
     async with running(time_skipping_env, team, max_critic_rounds=1) as handle:

@@ -68,6 +68,9 @@ PATCH_HONEST_OUTCOMES = "honest-outcomes"  # EDA or training that never succeede
 PATCH_STATUS_IN_MEMO = "status-in-memo"  # the status document rides in the memo at every step
 PATCH_WEBHOOKS = "webhooks"  # runs started with notify tell WEBHOOK_URLS through a child run
 PATCH_REVIEWER_TARGET = "reviewer-target"  # a decision naming a target re-plans the run
+# Every patch above, in one marker: a run from here on records this one alone (each marker also
+# upserts TemporalChangeVersion, two events a patch), and upserts its status once as it ends.
+PATCH_ONE_MARKER = "one-marker"
 
 # The memo key holding the run's status document: Temporal serves it with describe and list,
 # so status reads need no worker.
@@ -146,6 +149,7 @@ class DataScienceRun:
         self._notify = run_input.options.notify
         self._target_choice: str | None = None
         self._events_sent = 0
+        self._one_marker: bool | None = None  # PATCH_ONE_MARKER, asked at its first use
 
     # --- Handlers -----------------------------------------------------------------------------
 
@@ -304,7 +308,7 @@ class DataScienceRun:
         options = run_input.options
         state = self._state
 
-        intake_step = workflow.patched(PATCH_INTAKE_STEP)
+        intake_step = self._patched(PATCH_INTAKE_STEP)
         self._enter(Step.DATASET_INTAKE if intake_step else Step.RESEARCH, RunStatus.RUNNING)
         dataset = await self._call(
             ActivityName.FETCH_DATASET,
@@ -340,7 +344,7 @@ class DataScienceRun:
         )
         eda_result = state.code_context.eda_result
         self._say("agent", f"EDA code ran (exit code {eda_result.exit_code}).")
-        if not eda_result.succeeded and workflow.patched(PATCH_HONEST_OUTCOMES):
+        if not eda_result.succeeded and self._patched(PATCH_HONEST_OUTCOMES):
             raise RunEnded(
                 RunStatus.FAILED,
                 f"The approved EDA code v{eda_code.version} failed: {_failure_detail(eda_result)}",
@@ -348,7 +352,8 @@ class DataScienceRun:
             )
 
         await self._train_until_accepted(options.max_critic_rounds)
-        self._enter(Step.COMPLETE, RunStatus.RUNNING)
+        if not self._records_one_marker():
+            self._enter(Step.COMPLETE, RunStatus.RUNNING)  # _finish enters it again at once
 
     async def _engineer_until_approved(self, timeout_seconds: float, max_rejections: int) -> None:
         state = self._state
@@ -366,7 +371,7 @@ class DataScienceRun:
 
             decision, request = await self._await_decision(timeout_seconds)
             text, who = request.feedback, f" by {request.by}" if request.by else ""
-            if self._retargets(request) and workflow.patched(PATCH_REVIEWER_TARGET):
+            if self._retargets(request) and self._patched(PATCH_REVIEWER_TARGET):
                 # Code written for another column is never run: re-plan, then review again.
                 await self._replan_for(request, who)
                 continue
@@ -503,7 +508,7 @@ class DataScienceRun:
         state.code_context.training_code = best.code
         state.code_context.training_result = best.result
         state.review = best.review
-        if not best.result.succeeded and workflow.patched(PATCH_HONEST_OUTCOMES):
+        if not best.result.succeeded and self._patched(PATCH_HONEST_OUTCOMES):
             # A run without a model never reports completed.
             raise RunEnded(
                 RunStatus.FAILED,
@@ -544,6 +549,16 @@ class DataScienceRun:
         return TrainingRound(version, outcome.code, result, review.review)
 
     # --- Helpers ------------------------------------------------------------------------------
+
+    def _patched(self, patch_id: str) -> bool:
+        """`workflow.patched`, where PATCH_ONE_MARKER stands for every patch before it. Runs
+        recorded without it ask each patch where they always did, so they replay unchanged."""
+        return self._records_one_marker() or workflow.patched(patch_id)
+
+    def _records_one_marker(self) -> bool:
+        if self._one_marker is None:
+            self._one_marker = workflow.patched(PATCH_ONE_MARKER)
+        return self._one_marker
 
     def _context(self, version: int = 1) -> AgentContext:
         state = self._state
@@ -604,7 +619,7 @@ class DataScienceRun:
                 CURRENT_STEP_ATTRIBUTE.value_set(step.value),
             ]
         )
-        if workflow.patched(PATCH_STATUS_IN_MEMO):
+        if self._patched(PATCH_STATUS_IN_MEMO):
             workflow.upsert_memo({STATUS_MEMO_KEY: state.status_view().model_dump(mode="json")})
 
     def _finish(self, status: RunStatus, error: str | None) -> None:
@@ -618,7 +633,7 @@ class DataScienceRun:
 
     async def _tell(self, kind: RunEventKind, message: str, version: int | None = None) -> None:
         """Start the webhook delivery for this event and go on without waiting for it."""
-        if not self._notify or not workflow.patched(PATCH_WEBHOOKS):
+        if not self._notify or not self._patched(PATCH_WEBHOOKS):
             return
         self._events_sent += 1
         await workflow.start_child_workflow(
