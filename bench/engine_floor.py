@@ -416,13 +416,20 @@ async def measure(scale: Scale) -> dict:
 
                 loads = await concurrent_load(
                     stack,
-                    [(bare, stack.bare_worker()), (rest, stack.worker())],
+                    [(bare, stack.bare_worker()), (rest, stack.worker()), (direct, stack.worker())],
                     scale.concurrent_rounds,
                     scale.runs_per_round,
                 )
-                b, r = loads[bare.name], loads[rest.name]
+                b, r, d = loads[bare.name], loads[rest.name], loads[direct.name]
                 results["throughput_32_concurrent_runs_per_s"] = ratio(
                     r.runs / r.seconds, b.runs / b.seconds, 0.8, higher_is_better=True
+                )
+                # The same runs driven through the Temporal client: what the REST hop costs.
+                results["throughput_32_concurrent_via_client_runs_per_s"] = ratio(
+                    d.runs / d.seconds, b.runs / b.seconds, 0.8, higher_is_better=True
+                )
+                results["throughput_32_concurrent_via_client_runs_per_s"]["target"] = (
+                    "(reported only)"
                 )
                 results["worker_cpu_s_per_run"] = ratio(
                     r.worker_cpu / r.runs, b.worker_cpu / b.runs, 1.5, higher_is_better=False
