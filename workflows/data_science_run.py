@@ -149,7 +149,6 @@ class DataScienceRun:
         self._notify = run_input.options.notify
         self._target_choice: str | None = None
         self._events_sent = 0
-        self._one_marker: bool | None = None  # PATCH_ONE_MARKER, asked at its first use
 
     # --- Handlers -----------------------------------------------------------------------------
 
@@ -352,7 +351,7 @@ class DataScienceRun:
             )
 
         await self._train_until_accepted(options.max_critic_rounds)
-        if not self._records_one_marker():
+        if not workflow.patched(PATCH_ONE_MARKER):
             self._enter(Step.COMPLETE, RunStatus.RUNNING)  # _finish enters it again at once
 
     async def _engineer_until_approved(self, timeout_seconds: float, max_rejections: int) -> None:
@@ -552,13 +551,9 @@ class DataScienceRun:
 
     def _patched(self, patch_id: str) -> bool:
         """`workflow.patched`, where PATCH_ONE_MARKER stands for every patch before it. Runs
-        recorded without it ask each patch where they always did, so they replay unchanged."""
-        return self._records_one_marker() or workflow.patched(patch_id)
-
-    def _records_one_marker(self) -> bool:
-        if self._one_marker is None:
-            self._one_marker = workflow.patched(PATCH_ONE_MARKER)
-        return self._one_marker
+        recorded without it ask each patch where they always did, so they replay unchanged.
+        The SDK keeps each patch's first answer for the rest of the run."""
+        return workflow.patched(PATCH_ONE_MARKER) or workflow.patched(patch_id)
 
     def _context(self, version: int = 1) -> AgentContext:
         state = self._state
