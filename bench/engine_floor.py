@@ -243,6 +243,13 @@ def ratio(measured: float, baseline: float, target: float, *, higher_is_better: 
     }
 
 
+def reported(measured: float, baseline: float) -> dict:
+    """A ratio shown for reading, with no target to meet."""
+    entry = ratio(measured, baseline, math.inf, higher_is_better=False)
+    entry["target"] = "(reported only)"
+    return entry
+
+
 # --- The cases -------------------------------------------------------------------------------
 
 
@@ -425,19 +432,15 @@ async def measure(scale: Scale) -> dict:
                     r.runs / r.seconds, b.runs / b.seconds, 0.8, higher_is_better=True
                 )
                 # The same runs driven through the Temporal client: what the REST hop costs.
-                results["throughput_32_concurrent_via_client_runs_per_s"] = ratio(
-                    d.runs / d.seconds, b.runs / b.seconds, 0.8, higher_is_better=True
-                )
-                results["throughput_32_concurrent_via_client_runs_per_s"]["target"] = (
-                    "(reported only)"
+                results["throughput_32_concurrent_via_client_runs_per_s"] = reported(
+                    d.runs / d.seconds, b.runs / b.seconds
                 )
                 results["worker_cpu_s_per_run"] = ratio(
                     r.worker_cpu / r.runs, b.worker_cpu / b.runs, 1.5, higher_is_better=False
                 )
-                results["server_cpu_s_per_run"] = ratio(
-                    r.server_cpu / r.runs, b.server_cpu / b.runs, math.inf, higher_is_better=False
+                results["server_cpu_s_per_run"] = reported(
+                    r.server_cpu / r.runs, b.server_cpu / b.runs
                 )
-                results["server_cpu_s_per_run"]["target"] = "(reported only)"
 
                 # Parked runs, in interleaved chunks; reads are measured while they wait.
                 idle = {

@@ -40,7 +40,8 @@ def build_provider(settings: Settings) -> LlmProvider | None:
             settings.openai_model,
             safe_url(settings.openai_base_url),
         )
-        # Imported here, so an offline worker never loads either SDK (about 80 MB between them).
+        # Imported here, so an offline worker never loads either SDK (about 64 MB of RSS
+        # between them).
         from activities.llm.openai_provider import OpenAIProvider
 
         return OpenAIProvider(
